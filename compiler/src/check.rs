@@ -1,0 +1,1253 @@
+//! Stage 2, check: [`ast::File`]s → [`ir::Network`].
+//!
+//! Expands block calls and stages, evaluates expressions, applies overrides,
+//! infers the shape after every layer and counts parameters and MACs. It keeps
+//! going after an error so that one run reports every problem it can; each is
+//! reported once even when the faulty block is expanded many times.
+
+use crate::diag::{codes, Diagnostic, Span};
+use crate::ir::{Layer, Network, Node, NodeKind, Shape, Ty, Value};
+use crate::names::{self, did_you_mean, is_primitive, site_names};
+use crate::syntax::ast::{self, BinaryOp, Call, Combinator, DefKind, Definition, Expr, ExprKind, Op, Stmt, UnaryOp};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::Rc;
+
+/// Deepest chain of block calls inside block calls.
+pub const MAX_CALL_DEPTH: usize = 32;
+/// Most copies one `stage` may make.
+pub const MAX_STAGE_COUNT: i64 = 10_000;
+/// Most nodes one network may expand to.
+pub const MAX_NODES: usize = 2_000_000;
+/// Largest tensor dimension accepted.
+pub const MAX_DIM: u64 = 1 << 31;
+
+/// A network parameter set from outside the spec (`--set k=8`, a macro argument).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Override {
+    pub name: String,
+    pub value: Value,
+    /// Where the override was written, when it was written in a text the diagnostics know.
+    pub span: Option<Span>,
+}
+
+impl Override {
+    /// Parse `NAME=VALUE` as given on a command line.
+    pub fn parse(text: &str) -> Result<Override, String> {
+        let (name, value) = text.split_once('=').ok_or_else(|| format!("`{text}` is not NAME=VALUE"))?;
+        let name = name.trim();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("`{name}` is not a parameter name"));
+        }
+        let value = parse_value(value.trim()).ok_or_else(|| {
+            format!("`{}` is not a number or boolean (in `{text}`)", value.trim())
+        })?;
+        Ok(Override { name: name.to_string(), value, span: None })
+    }
+}
+
+/// Parse a literal value: an integer, a float or a boolean.
+pub fn parse_value(text: &str) -> Option<Value> {
+    match text {
+        "true" => Some(Value::Bool(true)),
+        "false" => Some(Value::Bool(false)),
+        _ => text
+            .parse::<i64>()
+            .map(Value::Int)
+            .ok()
+            .or_else(|| text.parse::<f64>().ok().filter(|f| f.is_finite()).map(Value::Float)),
+    }
+}
+
+/// Check the network of `user`, with the blocks of `prelude` and `user` in scope.
+pub fn check(prelude: &ast::File, user: &ast::File, source_name: &str, overrides: &[Override]) -> Result<Network, Vec<Diagnostic>> {
+    let mut checker = Checker::default();
+    let mut user_defs: HashMap<&str, &Definition> = HashMap::new();
+    let mut network: Option<&Definition> = None;
+    for def in &prelude.definitions {
+        if def.kind == DefKind::Block {
+            checker.defs.insert(def.name.name.clone(), Rc::new(def.clone()));
+        }
+    }
+    for def in &user.definitions {
+        if let Some(first) = user_defs.get(def.name.name.as_str()) {
+            checker.error(
+                Diagnostic::error(codes::DUPLICATE_DEFINITION, def.name.span, format!("`{}` is defined twice", def.name.name))
+                    .label("second definition")
+                    .note(first.name.span, "first defined here"),
+            );
+            continue;
+        }
+        user_defs.insert(&def.name.name, def);
+        match def.kind {
+            DefKind::Network => {
+                if let Some(first) = network {
+                    checker.error(
+                        Diagnostic::error(codes::DUPLICATE_DEFINITION, def.name.span, "a file declares one network")
+                            .label("second network")
+                            .note(first.name.span, "first network here"),
+                    );
+                } else {
+                    network = Some(def);
+                }
+            }
+            DefKind::Block => {
+                if is_primitive(&def.name.name) {
+                    checker.error(
+                        Diagnostic::error(codes::SHADOWS_PRIMITIVE, def.name.span, format!(
+                            "block `{}` has the name of a primitive layer",
+                            def.name.name
+                        ))
+                        .help("choose another name"),
+                    );
+                    continue;
+                }
+                // A user block may replace a prelude block of the same name.
+                checker.defs.insert(def.name.name.clone(), Rc::new(def.clone()));
+            }
+        }
+    }
+    let Some(network) = network else {
+        let span = user.definitions.first().map_or(Span::default(), |d| d.name.span);
+        let mut d = Diagnostic::global(codes::NO_NETWORK, "no `network` definition in this file")
+            .help("declare one: `network name(classes = 10) { input 3x32x32 ... }`");
+        if !user.definitions.is_empty() {
+            d.span = Some(span);
+        }
+        checker.error(d);
+        return Err(checker.diags);
+    };
+    let result = checker.network(network, source_name, overrides);
+    match result {
+        Some(net) if checker.diags.is_empty() => Ok(net),
+        _ => {
+            if checker.diags.is_empty() {
+                checker.diags.push(Diagnostic::error(codes::SHAPE, network.name.span, "the network could not be checked"));
+            }
+            Err(checker.diags)
+        }
+    }
+}
+
+/// Names in scope while evaluating a body; `None` marks a name whose value failed to evaluate.
+#[derive(Default, Clone)]
+struct Scope {
+    vars: Vec<(String, Option<Value>)>,
+}
+
+impl Scope {
+    fn get(&self, name: &str) -> Option<Option<Value>> {
+        self.vars.iter().rev().find(|(n, _)| n == name).map(|(_, v)| *v)
+    }
+    fn set(&mut self, name: &str, value: Option<Value>) {
+        self.vars.push((name.to_string(), value));
+    }
+    fn names(&self) -> impl Iterator<Item = &str> {
+        self.vars.iter().map(|(n, _)| n.as_str())
+    }
+}
+
+#[derive(Default)]
+struct Checker {
+    defs: HashMap<String, Rc<Definition>>,
+    site_names: HashMap<String, Rc<HashMap<Span, String>>>,
+    diags: Vec<Diagnostic>,
+    seen: HashSet<(&'static str, Option<Span>, String)>,
+    /// Block calls being expanded: (block, call site).
+    stack: Vec<(String, Span)>,
+    nodes: usize,
+    aborted: bool,
+    block_param_types: BTreeMap<String, Vec<Option<Ty>>>,
+    used_blocks: Vec<String>,
+}
+
+/// A bound argument: its value and where it was written.
+type Bound = Option<(Value, Span)>;
+
+impl Checker {
+    /// Record a diagnostic once, pointing back at the network-level call being expanded.
+    fn error(&mut self, mut d: Diagnostic) {
+        if !self.seen.insert((d.code, d.span, d.message.clone())) {
+            return;
+        }
+        if let Some((block, site)) = self.stack.first() {
+            if d.span.is_some_and(|s| s.source != site.source || !(site.start..site.end).contains(&s.start)) {
+                d = d.note(*site, format!("while expanding `{block}` called here"));
+            }
+        }
+        self.diags.push(d);
+    }
+
+    fn network(&mut self, def: &Definition, source_name: &str, overrides: &[Override]) -> Option<Network> {
+        // Parameters: defaults are constants; overrides replace them.
+        let mut scope = Scope::default();
+        let mut params = Vec::new();
+        let mut param_ok = true;
+        for p in &def.params {
+            let over = overrides.iter().find(|o| o.name == p.name.name);
+            let value = match (over, &p.default) {
+                (Some(o), default) => {
+                    let default_ty = default.as_ref().and_then(|d| self.eval(d, &Scope::default())).map(Value::ty);
+                    match (default_ty, o.value) {
+                        (Some(Ty::Float), Value::Int(i)) => Some(Value::Float(i as f64)),
+                        (Some(ty), v) if ty != v.ty() => {
+                            self.override_error(o, format!(
+                                "parameter `{}` takes a {ty}, but the override gives {} ({})",
+                                p.name.name,
+                                v,
+                                v.ty()
+                            ), Some(p.name.span));
+                            None
+                        }
+                        (_, v) => Some(v),
+                    }
+                }
+                (None, Some(default)) => self.eval(default, &Scope::default()),
+                (None, None) => {
+                    self.error(
+                        Diagnostic::error(codes::MISSING_ARGUMENT, p.name.span, format!(
+                            "network parameter `{}` has no default and no override",
+                            p.name.name
+                        ))
+                        .help(format!("give it a default (`{} = ...`) or set it (`--set {}=...`)", p.name.name, p.name.name)),
+                    );
+                    None
+                }
+            };
+            param_ok &= value.is_some();
+            if let Some(v) = value {
+                params.push((p.name.name.clone(), v));
+            }
+            scope.set(&p.name.name, value);
+        }
+        for o in overrides {
+            if !def.params.iter().any(|p| p.name.name == o.name) {
+                let known: Vec<&str> = def.params.iter().map(|p| p.name.name.as_str()).collect();
+                let mut msg = format!("network `{}` has no parameter `{}`", def.name.name, o.name);
+                if let Some(s) = did_you_mean(&o.name, known.iter().copied()) {
+                    msg.push_str(&format!(" (did you mean `{s}`?)"));
+                }
+                let help = if known.is_empty() { "it takes no parameters".to_string() } else { format!("its parameters: {}", known.join(", ")) };
+                self.override_error(o, msg, None);
+                if let Some(d) = self.diags.last_mut() {
+                    d.help = Some(help);
+                }
+            }
+        }
+
+        // The first statement fixes the input shape.
+        let names = self.names_of(def);
+        let (input, rest) = match def.body.first() {
+            Some(Stmt::Input { dims, span }) => (self.input_shape(dims, *span), &def.body[1..]),
+            other => {
+                let span = other.map_or(def.name.span, stmt_span);
+                self.error(
+                    Diagnostic::error(codes::MISPLACED, span, "a network must start with its input shape")
+                        .help("begin the body with e.g. `input 3x32x32`"),
+                );
+                (None, &def.body[..])
+            }
+        };
+        let mut nodes = Vec::new();
+        let output = self.body(rest, &mut scope, input.clone(), "", &names, &mut nodes);
+        let output = output?;
+        if output.0.len() != 1 {
+            let end = def.body.last().map_or(def.span, stmt_span);
+            self.error(
+                Diagnostic::error(codes::OUTPUT_RANK, end, format!(
+                    "the network must end in a flat vector of class scores, but it ends with shape {output}"
+                ))
+                .help("end with e.g. `global_avg_pool linear(classes)`"),
+            );
+            return None;
+        }
+        if !param_ok || !self.diags.is_empty() {
+            return None;
+        }
+        let trainable_params = sum(&nodes, |n| n.params)?;
+        let macs = sum(&nodes, |n| n.macs)?;
+        let block_param_types = self
+            .block_param_types
+            .iter()
+            .map(|(k, v)| (k.clone(), v.iter().map(|t| t.unwrap_or(Ty::Int)).collect()))
+            .collect();
+        let blocks = self.used_blocks.iter().map(|b| (*self.defs[b]).clone()).collect();
+        Some(Network {
+            name: def.name.name.clone(),
+            type_name: names::camel_case(&def.name.name),
+            source_name: source_name.to_string(),
+            params,
+            input: input?,
+            output,
+            trainable_params,
+            macs,
+            body: nodes,
+            block_param_types,
+            definition: def.clone(),
+            blocks,
+        })
+    }
+
+    fn override_error(&mut self, o: &Override, message: String, param_span: Option<Span>) {
+        let mut d = match o.span {
+            Some(span) => Diagnostic::error(codes::BAD_OVERRIDE, span, message),
+            None => Diagnostic::global(codes::BAD_OVERRIDE, message),
+        };
+        if let Some(p) = param_span {
+            if o.span.is_some() {
+                d = d.note(p, "declared here");
+            } else {
+                d.span = Some(p);
+                d.label = Some("declared here".into());
+            }
+        }
+        self.error(d);
+    }
+
+    fn input_shape(&mut self, dims: &[(u64, Span)], span: Span) -> Option<Shape> {
+        if dims.len() != 3 {
+            self.error(
+                Diagnostic::error(codes::SHAPE, span, format!("the input must be C×H×W, got {} dimension(s)", dims.len()))
+                    .help("write e.g. `input 3x32x32`"),
+            );
+            return None;
+        }
+        for (d, s) in dims {
+            if *d == 0 || *d > MAX_DIM {
+                self.error(Diagnostic::error(codes::VALUE_RANGE, *s, format!("input dimension {d} is out of range 1..={MAX_DIM}")));
+                return None;
+            }
+        }
+        Some(Shape(dims.iter().map(|(d, _)| *d).collect()))
+    }
+
+    fn names_of(&mut self, def: &Definition) -> Rc<HashMap<Span, String>> {
+        let key = format!("{:?}:{}", def.kind, def.name.name);
+        self.site_names.entry(key).or_insert_with(|| Rc::new(site_names(def))).clone()
+    }
+
+    fn count_node(&mut self, span: Span) -> bool {
+        self.nodes += 1;
+        if self.nodes > MAX_NODES && !self.aborted {
+            self.aborted = true;
+            self.error(Diagnostic::error(codes::LIMIT, span, format!(
+                "the network expands to more than {MAX_NODES} layers"
+            )));
+        }
+        !self.aborted
+    }
+
+    /// Check a list of statements applied to a tensor of `shape`, appending nodes; returns the output shape.
+    fn body(
+        &mut self,
+        stmts: &[Stmt],
+        scope: &mut Scope,
+        mut shape: Option<Shape>,
+        prefix: &str,
+        names: &HashMap<Span, String>,
+        nodes: &mut Vec<Node>,
+    ) -> Option<Shape> {
+        let mark = scope.vars.len();
+        for stmt in stmts {
+            if self.aborted {
+                return None;
+            }
+            match stmt {
+                Stmt::Input { span, .. } => self.error(
+                    Diagnostic::error(codes::MISPLACED, *span, "`input` may only be the first statement of a network")
+                        .label("misplaced input"),
+                ),
+                Stmt::Let { name, value } => {
+                    let v = self.eval(value, scope);
+                    scope.set(&name.name, v);
+                }
+                Stmt::Assert { cond, message, span } => {
+                    if let Some(v) = self.eval(cond, scope) {
+                        match v {
+                            Value::Bool(true) => {}
+                            Value::Bool(false) => {
+                                let values = referenced_values(cond, scope);
+                                let mut d = Diagnostic::error(
+                                    codes::ASSERTION,
+                                    *span,
+                                    message.clone().unwrap_or_else(|| format!("assertion failed: {cond}")),
+                                )
+                                .label("this assertion fails");
+                                if !values.is_empty() {
+                                    d = d.help(format!("with {values}"));
+                                }
+                                self.error(d);
+                            }
+                            other => self.type_error(cond.span, Ty::Bool, other),
+                        }
+                    }
+                }
+                Stmt::Op(op) => shape = self.op(op, scope, shape, prefix, names, nodes),
+            }
+        }
+        scope.vars.truncate(mark);
+        shape
+    }
+
+    fn op(
+        &mut self,
+        op: &Op,
+        scope: &mut Scope,
+        shape: Option<Shape>,
+        prefix: &str,
+        names: &HashMap<Span, String>,
+        nodes: &mut Vec<Node>,
+    ) -> Option<Shape> {
+        let name = format!("{prefix}{}", names.get(&op.span()).map_or("", String::as_str));
+        match op {
+            Op::Call(call) => {
+                if is_primitive(&call.name.name) {
+                    let (layer, out) = self.primitive(call, scope, shape.as_ref())?;
+                    let input = shape?;
+                    if !self.count_node(call.span) {
+                        return None;
+                    }
+                    let (params, macs) = self.counts(&layer, &out, call.span)?;
+                    nodes.push(Node { name, kind: NodeKind::Layer(layer), input, output: out.clone(), params, macs });
+                    Some(out)
+                } else {
+                    let def = self.lookup_block(call, scope)?;
+                    let node = self.block_call(call, &def, scope, shape, name, None)?;
+                    let out = node.output.clone();
+                    nodes.push(node);
+                    Some(out)
+                }
+            }
+            Op::Stage { count, call, span } => {
+                let count = match self.eval(count, scope) {
+                    Some(Value::Int(n)) if (1..=MAX_STAGE_COUNT).contains(&n) => Some(n),
+                    Some(Value::Int(n)) if n > MAX_STAGE_COUNT => {
+                        self.error(Diagnostic::error(codes::LIMIT, count.span, format!(
+                            "a stage repeats at most {MAX_STAGE_COUNT} blocks, this one {n}"
+                        )));
+                        None
+                    }
+                    Some(v) => {
+                        let mut d = Diagnostic::error(codes::STAGE_COUNT, count.span, format!(
+                            "a stage count must be a positive integer, got {v}"
+                        ))
+                        .label(format!("evaluates to {v}"));
+                        let values = referenced_values(count, scope);
+                        if !values.is_empty() {
+                            d = d.help(format!("with {values}"));
+                        }
+                        self.error(d);
+                        None
+                    }
+                    None => None,
+                };
+                if is_primitive(&call.name.name) {
+                    self.error(
+                        Diagnostic::error(codes::MISPLACED, call.name.span, format!(
+                            "`stage` repeats blocks, and `{}` is a primitive layer",
+                            call.name.name
+                        ))
+                        .help("define a block around it, or write the layers out"),
+                    );
+                    return None;
+                }
+                let def = self.lookup_block(call, scope)?;
+                let count = count?;
+                let mut blocks = Vec::new();
+                let mut current = shape.clone();
+                for i in 0..count {
+                    let stride = if i > 0 { Some(1) } else { None };
+                    let node = self.block_call(call, &def, scope, current.clone(), format!("{name}.{i}"), stride);
+                    match node {
+                        Some(node) => {
+                            current = Some(node.output.clone());
+                            blocks.push(node);
+                        }
+                        None => return None,
+                    }
+                }
+                let output = current?;
+                let input = shape?;
+                let params = sum(&blocks, |n| n.params);
+                let macs = sum(&blocks, |n| n.macs);
+                let (Some(params), Some(macs)) = (params, macs) else {
+                    self.overflow(*span);
+                    return None;
+                };
+                nodes.push(Node {
+                    name,
+                    kind: NodeKind::Stage { block: call.name.name.clone(), blocks },
+                    input,
+                    output: output.clone(),
+                    params,
+                    macs,
+                });
+                Some(output)
+            }
+            Op::If { cond, then, otherwise, .. } => {
+                let taken = match self.eval(cond, scope)? {
+                    Value::Bool(b) => b,
+                    other => {
+                        self.type_error(cond.span, Ty::Bool, other);
+                        return None;
+                    }
+                };
+                if taken {
+                    self.body(&then.body, scope, shape, prefix, names, nodes)
+                } else if let Some(other) = otherwise {
+                    self.body(&other.body, scope, shape, prefix, names, nodes)
+                } else {
+                    shape
+                }
+            }
+            Op::Combine { combinator, arms, span } => {
+                let mut outs = Vec::new();
+                let mut arm_nodes = Vec::new();
+                for arm in arms {
+                    let mut arm_vec = Vec::new();
+                    let out = self.body(&arm.body, scope, shape.clone(), prefix, names, &mut arm_vec);
+                    outs.push((out, arm.span));
+                    arm_nodes.push(arm_vec);
+                }
+                let outs: Vec<(Shape, Span)> = outs.into_iter().map(|(o, s)| o.map(|o| (o, s))).collect::<Option<_>>()?;
+                let output = self.combine(*combinator, &outs, *span)?;
+                let input = shape?;
+                let params = sum(arm_nodes.iter().flatten(), |n| n.params);
+                let macs = sum(arm_nodes.iter().flatten(), |n| n.macs);
+                let (Some(params), Some(macs)) = (params, macs) else {
+                    self.overflow(*span);
+                    return None;
+                };
+                nodes.push(Node {
+                    name: if combinator.is_some() { name } else { format!("{prefix}group") },
+                    kind: NodeKind::Combine { combinator: *combinator, arms: arm_nodes },
+                    input,
+                    output: output.clone(),
+                    params,
+                    macs,
+                });
+                Some(output)
+            }
+        }
+    }
+
+    fn combine(&mut self, combinator: Option<Combinator>, outs: &[(Shape, Span)], span: Span) -> Option<Shape> {
+        let Some(combinator) = combinator else {
+            return outs.first().map(|o| o.0.clone());
+        };
+        let first = &outs[0].0;
+        match combinator {
+            Combinator::Add | Combinator::Mul => {
+                let mut result = first.clone();
+                for (shape, arm_span) in &outs[1..] {
+                    let broadcast = combinator == Combinator::Mul && broadcasts(&result, shape);
+                    if *shape == result || broadcast {
+                        if broadcast && shape.numel() > result.numel() {
+                            result = shape.clone();
+                        }
+                        continue;
+                    }
+                    let (code, what) = if combinator == Combinator::Add {
+                        (codes::RESIDUAL_SHAPE, "residual add")
+                    } else {
+                        (codes::RESIDUAL_SHAPE, "element-wise product")
+                    };
+                    let help = if combinator == Combinator::Add {
+                        "make the shortcut match: a projection (`conv1x1(planes, stride = s) bn`) or `pad_shortcut(planes, stride = s)`, usually inside `if stride != 1 || in_channels != planes { ... }`"
+                    } else {
+                        "a product needs equal shapes, or a C×1×1 gate with the same C"
+                    };
+                    self.error(
+                        Diagnostic::error(code, span, format!("{what} of unequal shapes: {result} and {shape}"))
+                            .label(format!("{what} of {result} and {shape}"))
+                            .note(outs[0].1, format!("this branch gives {result}"))
+                            .note(*arm_span, format!("this branch gives {shape}"))
+                            .help(help),
+                    );
+                    return None;
+                }
+                Some(result)
+            }
+            Combinator::Concat => {
+                let mut channels = 0u64;
+                for (shape, arm_span) in outs {
+                    let (Some([c, h, w]), Some([_, h0, w0])) = (shape.as_chw(), first.as_chw()) else {
+                        self.error(Diagnostic::error(codes::CONCAT_SHAPE, *arm_span, format!(
+                            "concat joins C×H×W tensors along channels, this branch gives {shape}"
+                        )));
+                        return None;
+                    };
+                    if (h, w) != (h0, w0) {
+                        self.error(
+                            Diagnostic::error(codes::CONCAT_SHAPE, span, format!(
+                                "concat of unequal spatial sizes: {h0}×{w0} and {h}×{w}"
+                            ))
+                            .note(outs[0].1, format!("this branch gives {first}"))
+                            .note(*arm_span, format!("this branch gives {shape}"))
+                            .help("every branch of a concat must keep the same height and width"),
+                        );
+                        return None;
+                    }
+                    channels = channels.checked_add(c)?;
+                }
+                let [_, h, w] = first.as_chw()?;
+                Some(Shape::chw(channels, h, w))
+            }
+        }
+    }
+
+    fn lookup_block(&mut self, call: &Call, scope: &Scope) -> Option<Rc<Definition>> {
+        if let Some(def) = self.defs.get(&call.name.name) {
+            return Some(def.clone());
+        }
+        let _ = scope;
+        let candidates: Vec<String> = self.defs.keys().cloned().chain(names::PRIMITIVES.iter().map(|s| s.to_string())).collect();
+        let mut msg = format!("unknown layer or block `{}`", call.name.name);
+        if let Some(s) = did_you_mean(&call.name.name, candidates.iter().map(String::as_str)) {
+            msg.push_str(&format!(" (did you mean `{s}`?)"));
+        }
+        self.error(
+            Diagnostic::error(codes::UNKNOWN_BLOCK, call.name.span, msg)
+                .label("not a primitive or a defined block")
+                .help("define it with `block name(params) { ... }` or check the spelling"),
+        );
+        None
+    }
+
+    fn block_call(
+        &mut self,
+        call: &Call,
+        def: &Definition,
+        scope: &Scope,
+        shape: Option<Shape>,
+        name: String,
+        stride_override: Option<i64>,
+    ) -> Option<Node> {
+        let block = def.name.name.clone();
+        if let Some((_, _)) = self.stack.iter().find(|(b, _)| *b == block) {
+            self.error(
+                Diagnostic::error(codes::RECURSION, call.name.span, format!("block `{block}` calls itself"))
+                    .note(def.name.span, "defined here")
+                    .help("blocks cannot recurse; use `stage N × block` to repeat"),
+            );
+            return None;
+        }
+        if self.stack.len() >= MAX_CALL_DEPTH {
+            self.error(Diagnostic::error(codes::LIMIT, call.span, format!(
+                "block calls nested more than {MAX_CALL_DEPTH} deep"
+            )));
+            return None;
+        }
+        let params: Vec<(&str, bool)> = def.params.iter().map(|p| (p.name.name.as_str(), p.default.is_some())).collect();
+        let bound = self.bind(call, &format!("block `{block}`"), &params, scope)?;
+        let mut inner = Scope::default();
+        let mut ok = true;
+        let mut types = Vec::new();
+        for (p, arg) in def.params.iter().zip(bound) {
+            let value = match arg {
+                Some((v, _)) => Some(v),
+                None => p.default.as_ref().and_then(|d| self.eval(d, &Scope::default())),
+            };
+            let value = if p.name.name == "stride" && stride_override.is_some() && value.is_some() {
+                stride_override.map(Value::Int)
+            } else {
+                value
+            };
+            ok &= value.is_some();
+            types.push(value.map(Value::ty));
+            inner.set(&p.name.name, value);
+        }
+        self.record_param_types(&block, &types);
+        let chw = shape.as_ref().and_then(Shape::as_chw);
+        if shape.is_some() && chw.is_none() {
+            self.error(Diagnostic::error(codes::SHAPE, call.span, format!(
+                "block `{block}` needs a C×H×W input, got {}",
+                shape.as_ref().map_or(String::new(), ToString::to_string)
+            )));
+            return None;
+        }
+        for (var, dim) in names::BUILTIN_VARS.iter().zip(chw.map_or([None; 3], |d| d.map(Some))) {
+            inner.set(var, dim.map(|d| Value::Int(d as i64)));
+        }
+        if !ok {
+            return None;
+        }
+        self.stack.push((block.clone(), call.span));
+        let names = self.names_of(def);
+        let mut body = Vec::new();
+        let out = self.body(&def.body, &mut inner, shape.clone(), &format!("{name}."), &names, &mut body);
+        self.stack.pop();
+        if !self.used_blocks.contains(&block) {
+            self.used_blocks.push(block.clone());
+        }
+        let (out, input) = (out?, shape?);
+        let (Some(params), Some(macs)) = (sum(&body, |n| n.params), sum(&body, |n| n.macs)) else {
+            self.overflow(call.span);
+            return None;
+        };
+        Some(Node { name, kind: NodeKind::Block { block, body }, input, output: out, params, macs })
+    }
+
+    fn record_param_types(&mut self, block: &str, types: &[Option<Ty>]) {
+        let entry = self.block_param_types.entry(block.to_string()).or_insert_with(|| vec![None; types.len()]);
+        for (slot, ty) in entry.iter_mut().zip(types) {
+            *slot = match (*slot, *ty) {
+                (None, t) | (t, None) => t,
+                (Some(Ty::Float), Some(Ty::Int)) | (Some(Ty::Int), Some(Ty::Float)) => Some(Ty::Float),
+                (Some(a), Some(_)) => Some(a),
+            };
+        }
+    }
+
+    /// Match a call's arguments to parameters: positional first, then by name.
+    fn bind(&mut self, call: &Call, what: &str, params: &[(&str, bool)], scope: &Scope) -> Option<Vec<Bound>> {
+        let mut bound: Vec<Bound> = vec![None; params.len()];
+        let mut ok = true;
+        let mut positional = 0;
+        for arg in &call.args {
+            let value = self.eval(&arg.value, scope);
+            ok &= value.is_some();
+            let slot = match &arg.name {
+                None => {
+                    if positional >= params.len() {
+                        self.error(
+                            Diagnostic::error(codes::TOO_MANY_ARGUMENTS, arg.span, format!(
+                                "{what} takes {} argument(s), this is argument {}",
+                                params.len(),
+                                positional + 1
+                            ))
+                            .help(signature(&call.name.name, params)),
+                        );
+                        ok = false;
+                        continue;
+                    }
+                    positional += 1;
+                    positional - 1
+                }
+                Some(name) => match params.iter().position(|(p, _)| *p == name.name) {
+                    Some(i) => i,
+                    None => {
+                        let mut msg = format!("{what} has no parameter `{}`", name.name);
+                        if let Some(s) = did_you_mean(&name.name, params.iter().map(|(p, _)| *p)) {
+                            msg.push_str(&format!(" (did you mean `{s}`?)"));
+                        }
+                        self.error(
+                            Diagnostic::error(codes::UNKNOWN_ARGUMENT, name.span, msg)
+                                .label("unknown argument")
+                                .help(signature(&call.name.name, params)),
+                        );
+                        ok = false;
+                        continue;
+                    }
+                },
+            };
+            if bound[slot].is_some() {
+                self.error(
+                    Diagnostic::error(codes::DUPLICATE_ARGUMENT, arg.span, format!("`{}` is given twice", params[slot].0))
+                        .label("given again here"),
+                );
+                ok = false;
+                continue;
+            }
+            bound[slot] = value.map(|v| (v, arg.value.span));
+            if value.is_none() {
+                bound[slot] = Some((Value::Int(0), arg.value.span));
+            }
+        }
+        for (i, (p, has_default)) in params.iter().enumerate() {
+            if bound[i].is_none() && !has_default {
+                self.error(
+                    Diagnostic::error(codes::MISSING_ARGUMENT, call.span, format!("{what} needs argument `{p}`"))
+                        .label(format!("`{p}` missing"))
+                        .help(signature(&call.name.name, params)),
+                );
+                ok = false;
+            }
+        }
+        ok.then_some(bound)
+    }
+
+    fn primitive(&mut self, call: &Call, scope: &Scope, shape: Option<&Shape>) -> Option<(Layer, Shape)> {
+        let name = call.name.name.as_str();
+        let sig: &[(&str, bool)] = match name {
+            "conv" => &[("out", false), ("kernel", false), ("stride", true), ("padding", true), ("groups", true), ("bias", true)],
+            "conv1x1" | "conv3x3" => &[("out", false), ("stride", true), ("groups", true), ("bias", true)],
+            "dropout" => &[("p", false)],
+            "avg_pool" | "max_pool" => &[("kernel", false), ("stride", true), ("padding", true)],
+            "linear" => &[("out", false), ("bias", true)],
+            "pad_shortcut" => &[("out", false), ("stride", true)],
+            _ => &[],
+        };
+        let args = self.bind(call, &format!("`{name}`"), sig, scope)?;
+        let get = |key: &str| sig.iter().position(|(p, _)| *p == key).and_then(|i| args[i]);
+        let chw = match shape {
+            Some(s) => match s.as_chw() {
+                Some(chw) => Some(chw),
+                None if matches!(name, "relu" | "sigmoid" | "identity" | "dropout" | "linear") => None,
+                None => {
+                    self.error(Diagnostic::error(codes::SHAPE, call.span, format!(
+                        "`{name}` needs a C×H×W input, got {s}"
+                    ))
+                    .help("flat vectors come after `global_avg_pool`/`linear`; only `linear`, `dropout` and activations apply there"));
+                    return None;
+                }
+            },
+            None => None,
+        };
+        let same = shape.cloned();
+        match name {
+            "conv" | "conv1x1" | "conv3x3" => {
+                let out = self.int(get("out")?, "output channels", 1)?;
+                let kernel = match name {
+                    "conv1x1" => 1,
+                    "conv3x3" => 3,
+                    _ => self.int(get("kernel")?, "kernel size", 1)?,
+                };
+                let stride = get("stride").map_or(Some(1), |v| self.int(v, "stride", 1))?;
+                let padding = match get("padding") {
+                    Some(v) => self.int(v, "padding", 0)?,
+                    None => (kernel - 1) / 2,
+                };
+                let groups = get("groups").map_or(Some(1), |v| self.int(v, "groups", 1))?;
+                let bias = get("bias").map_or(Some(false), |v| self.boolean(v))?;
+                let [c, h, w] = chw?;
+                for (what, n) in [("input", c), ("output", out)] {
+                    if n % groups != 0 {
+                        let span = get("groups").map_or(call.span, |g| g.1);
+                        self.error(
+                            Diagnostic::error(codes::GROUPS, span, format!(
+                                "{what} channels ({n}) are not divisible by groups ({groups})"
+                            ))
+                            .label(format!("groups = {groups}"))
+                            .help("grouped convolution splits channels evenly: choose groups dividing both channel counts"),
+                        );
+                        return None;
+                    }
+                }
+                let (oh, ow) = self.spatial(call, h, w, kernel, stride, padding, "convolution")?;
+                Some((
+                    Layer::Conv { in_channels: c, out_channels: out, kernel, stride, padding, groups, bias },
+                    Shape::chw(out, oh, ow),
+                ))
+            }
+            "bn" => {
+                let [c, _, _] = chw?;
+                Some((Layer::BatchNorm { features: c }, same?))
+            }
+            "relu" => Some((Layer::Relu, same?)),
+            "sigmoid" => Some((Layer::Sigmoid, same?)),
+            "identity" => Some((Layer::Identity, same?)),
+            "dropout" => {
+                let (v, span) = get("p")?;
+                let p = match v {
+                    Value::Float(f) => f,
+                    Value::Int(i) => i as f64,
+                    other => {
+                        self.type_error(span, Ty::Float, other);
+                        return None;
+                    }
+                };
+                if !(0.0..1.0).contains(&p) {
+                    self.error(
+                        Diagnostic::error(codes::VALUE_RANGE, span, format!("dropout probability {p} is outside [0, 1)"))
+                            .label(format!("p = {p}")),
+                    );
+                    return None;
+                }
+                Some((Layer::Dropout { p }, same?))
+            }
+            "avg_pool" | "max_pool" => {
+                let kernel = self.int(get("kernel")?, "kernel size", 1)?;
+                let stride = get("stride").map_or(Some(kernel), |v| self.int(v, "stride", 1))?;
+                let padding = get("padding").map_or(Some(0), |v| self.int(v, "padding", 0))?;
+                if padding * 2 > kernel {
+                    self.error(Diagnostic::error(codes::VALUE_RANGE, get("padding")?.1, format!(
+                        "pooling padding {padding} is more than half the kernel {kernel}"
+                    )));
+                    return None;
+                }
+                let [c, h, w] = chw?;
+                let (oh, ow) = self.spatial(call, h, w, kernel, stride, padding, "pooling")?;
+                let layer = if name == "avg_pool" {
+                    Layer::AvgPool { kernel, stride, padding }
+                } else {
+                    Layer::MaxPool { kernel, stride, padding }
+                };
+                Some((layer, Shape::chw(c, oh, ow)))
+            }
+            "global_avg_pool" => {
+                let [c, _, _] = chw?;
+                Some((Layer::GlobalAvgPool, Shape::chw(c, 1, 1)))
+            }
+            "linear" => {
+                let out = self.int(get("out")?, "output features", 1)?;
+                let bias = get("bias").map_or(Some(true), |v| self.boolean(v))?;
+                let input = shape?.numel();
+                Some((Layer::Linear { in_features: input, out_features: out, bias }, Shape::flat(out)))
+            }
+            "pad_shortcut" => {
+                let out = self.int(get("out")?, "output channels", 1)?;
+                let stride = get("stride").map_or(Some(1), |v| self.int(v, "stride", 1))?;
+                let [c, h, w] = chw?;
+                if out < c {
+                    self.error(
+                        Diagnostic::error(codes::SHAPE, get("out")?.1, format!(
+                            "pad_shortcut pads channels up, but {out} is fewer than the input's {c}"
+                        ))
+                        .help("use a projection (`conv1x1`) to reduce channels"),
+                    );
+                    return None;
+                }
+                let before = (out - c) / 2;
+                Some((
+                    Layer::PadShortcut { stride, before, after: out - c - before },
+                    Shape::chw(out, h.div_ceil(stride), w.div_ceil(stride)),
+                ))
+            }
+            _ => unreachable!("PRIMITIVES lists every primitive handled here"),
+        }
+    }
+
+    /// Output height and width of a sliding window, or an error if nothing is left.
+    #[allow(clippy::too_many_arguments)]
+    fn spatial(&mut self, call: &Call, h: u64, w: u64, kernel: u64, stride: u64, padding: u64, what: &str) -> Option<(u64, u64)> {
+        let out = |n: u64| (n + 2 * padding).checked_sub(kernel).map(|r| r / stride + 1);
+        match (out(h), out(w)) {
+            (Some(oh), Some(ow)) if oh > 0 && ow > 0 => Some((oh, ow)),
+            _ => {
+                self.error(
+                    Diagnostic::error(codes::EMPTY_OUTPUT, call.span, format!(
+                        "{what} with kernel {kernel}, padding {padding} leaves no pixels of a {h}×{w} input"
+                    ))
+                    .label(format!("input here is {h}×{w}"))
+                    .help("the network has downsampled too far: remove a stride-2 stage or pool, or use a larger input"),
+                );
+                None
+            }
+        }
+    }
+
+    fn counts(&mut self, layer: &Layer, out: &Shape, span: Span) -> Option<(u64, u64)> {
+        let r = (|| match *layer {
+            Layer::Conv { in_channels, out_channels, kernel, groups, bias, .. } => {
+                let per_out = (in_channels / groups).checked_mul(kernel)?.checked_mul(kernel)?;
+                let weights = out_channels.checked_mul(per_out)?;
+                let params = weights.checked_add(if bias { out_channels } else { 0 })?;
+                let [_, oh, ow] = out.as_chw()?;
+                let macs = weights.checked_mul(oh)?.checked_mul(ow)?;
+                Some((params, macs))
+            }
+            Layer::BatchNorm { features } => Some((features.checked_mul(2)?, 0)),
+            Layer::Linear { in_features, out_features, bias } => {
+                let weights = in_features.checked_mul(out_features)?;
+                Some((weights.checked_add(if bias { out_features } else { 0 })?, weights))
+            }
+            _ => Some((0, 0)),
+        })();
+        if r.is_none() {
+            self.overflow(span);
+        }
+        r
+    }
+
+    fn overflow(&mut self, span: Span) {
+        self.error(Diagnostic::error(codes::OVERFLOW, span, "parameter or MAC count overflows 64 bits"));
+    }
+
+    fn int(&mut self, (v, span): (Value, Span), what: &str, min: i64) -> Option<u64> {
+        match v {
+            Value::Int(i) if i >= min && (i as u64) <= MAX_DIM => Some(i as u64),
+            Value::Int(i) => {
+                let range = if min == 0 { "non-negative".to_string() } else { format!("at least {min}") };
+                self.error(
+                    Diagnostic::error(codes::VALUE_RANGE, span, format!("{what} must be {range} (and at most {MAX_DIM}), got {i}"))
+                        .label(format!("{what} = {i}")),
+                );
+                None
+            }
+            other => {
+                self.type_error(span, Ty::Int, other);
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, (v, span): (Value, Span)) -> Option<bool> {
+        match v {
+            Value::Bool(b) => Some(b),
+            other => {
+                self.type_error(span, Ty::Bool, other);
+                None
+            }
+        }
+    }
+
+    fn type_error(&mut self, span: Span, expected: Ty, found: Value) {
+        let mut d = Diagnostic::error(codes::TYPE, span, format!("expected {} {expected}, found {found} ({})", article(expected), found.ty()))
+            .label(format!("this is {} {}", article(found.ty()), found.ty()));
+        if expected == Ty::Int && found.ty() == Ty::Float {
+            d = d.help("convert with floor(...), ceil(...), round(...) or int(...)");
+        }
+        self.error(d);
+    }
+
+    /// Evaluate an expression; `None` once an error has been reported.
+    fn eval(&mut self, e: &Expr, scope: &Scope) -> Option<Value> {
+        match &e.kind {
+            ExprKind::Int(v) => Some(Value::Int(*v)),
+            ExprKind::Float(v) => Some(Value::Float(*v)),
+            ExprKind::Bool(v) => Some(Value::Bool(*v)),
+            ExprKind::Var(name) => match scope.get(name) {
+                Some(v) => v,
+                None => {
+                    let mut msg = format!("unknown name `{name}`");
+                    if let Some(s) = did_you_mean(name, scope.names().chain(names::BUILTIN_VARS.iter().copied())) {
+                        msg.push_str(&format!(" (did you mean `{s}`?)"));
+                    }
+                    let in_scope: Vec<&str> = {
+                        let mut v: Vec<&str> = scope.names().collect();
+                        v.sort_unstable();
+                        v.dedup();
+                        v
+                    };
+                    let help = if in_scope.is_empty() {
+                        "nothing is in scope here; parameter defaults must be constants".to_string()
+                    } else {
+                        format!("in scope: {}", in_scope.join(", "))
+                    };
+                    self.error(Diagnostic::error(codes::UNKNOWN_NAME, e.span, msg).label("not defined").help(help));
+                    None
+                }
+            },
+            ExprKind::Unary(op, inner) => {
+                let v = self.eval(inner, scope)?;
+                match (op, v) {
+                    (UnaryOp::Neg, Value::Int(i)) => i.checked_neg().map(Value::Int).or_else(|| {
+                        self.error(Diagnostic::error(codes::OVERFLOW, e.span, "integer overflow"));
+                        None
+                    }),
+                    (UnaryOp::Neg, Value::Float(f)) => Some(Value::Float(-f)),
+                    (UnaryOp::Not, Value::Bool(b)) => Some(Value::Bool(!b)),
+                    (UnaryOp::Neg, other) => {
+                        self.type_error(inner.span, Ty::Int, other);
+                        None
+                    }
+                    (UnaryOp::Not, other) => {
+                        self.type_error(inner.span, Ty::Bool, other);
+                        None
+                    }
+                }
+            }
+            ExprKind::Binary(op, a, b) => {
+                let (va, vb) = (self.eval(a, scope), self.eval(b, scope));
+                let (va, vb) = (va?, vb?);
+                self.binary(*op, va, vb, e, a.span, b.span)
+            }
+            ExprKind::Func(name, args) => {
+                let values: Vec<Option<Value>> = args.iter().map(|a| self.eval(a, scope)).collect();
+                let values: Vec<Value> = values.into_iter().collect::<Option<_>>()?;
+                self.func(name, &values, args, e.span)
+            }
+        }
+    }
+
+    fn binary(&mut self, op: BinaryOp, a: Value, b: Value, e: &Expr, sa: Span, sb: Span) -> Option<Value> {
+        use BinaryOp::*;
+        let overflow = |this: &mut Self| {
+            this.error(Diagnostic::error(codes::OVERFLOW, e.span, "integer overflow").label("overflows 64-bit integers"));
+            None
+        };
+        match op {
+            Or | And => {
+                let (Value::Bool(x), Value::Bool(y)) = (a, b) else {
+                    let (s, v) = if matches!(a, Value::Bool(_)) { (sb, b) } else { (sa, a) };
+                    self.type_error(s, Ty::Bool, v);
+                    return None;
+                };
+                Some(Value::Bool(if op == Or { x || y } else { x && y }))
+            }
+            Eq | Ne if matches!((a, b), (Value::Bool(_), Value::Bool(_))) => {
+                let eq = a == b;
+                Some(Value::Bool(if op == Eq { eq } else { !eq }))
+            }
+            _ => {
+                let num = |v: Value| match v {
+                    Value::Int(i) => Some(i as f64),
+                    Value::Float(f) => Some(f),
+                    Value::Bool(_) => None,
+                };
+                let (Some(x), Some(y)) = (num(a), num(b)) else {
+                    let (s, v) = if matches!(a, Value::Bool(_)) { (sa, a) } else { (sb, b) };
+                    self.type_error(s, Ty::Int, v);
+                    return None;
+                };
+                if matches!(op, Eq | Ne | Lt | Le | Gt | Ge) {
+                    let r = match (a, b) {
+                        (Value::Int(i), Value::Int(j)) => match op {
+                            Eq => i == j,
+                            Ne => i != j,
+                            Lt => i < j,
+                            Le => i <= j,
+                            Gt => i > j,
+                            _ => i >= j,
+                        },
+                        _ => match op {
+                            Eq => x == y,
+                            Ne => x != y,
+                            Lt => x < y,
+                            Le => x <= y,
+                            Gt => x > y,
+                            _ => x >= y,
+                        },
+                    };
+                    return Some(Value::Bool(r));
+                }
+                if let (Value::Int(i), Value::Int(j)) = (a, b) {
+                    if matches!(op, Div | Rem) && j == 0 {
+                        self.error(Diagnostic::error(codes::ARITHMETIC, e.span, "division by zero").label("divisor is 0"));
+                        return None;
+                    }
+                    let r = match op {
+                        Add => i.checked_add(j),
+                        Sub => i.checked_sub(j),
+                        Mul => i.checked_mul(j),
+                        Div => i.checked_div(j),
+                        _ => i.checked_rem(j),
+                    };
+                    return r.map(Value::Int).or_else(|| overflow(self));
+                }
+                let r = match op {
+                    Add => x + y,
+                    Sub => x - y,
+                    Mul => x * y,
+                    Div => x / y,
+                    _ => x % y,
+                };
+                if !r.is_finite() {
+                    self.error(Diagnostic::error(codes::ARITHMETIC, e.span, format!("{x} {} {y} is not a finite number", op.symbol())));
+                    return None;
+                }
+                Some(Value::Float(r))
+            }
+        }
+    }
+
+    fn func(&mut self, name: &ast::Ident, values: &[Value], args: &[Expr], span: Span) -> Option<Value> {
+        let arity = match name.name.as_str() {
+            "min" | "max" => 2,
+            "floor" | "ceil" | "round" | "int" | "float" | "abs" => 1,
+            _ => {
+                let mut msg = format!("unknown function `{}`", name.name);
+                if let Some(s) = did_you_mean(&name.name, names::FUNCTIONS.iter().copied()) {
+                    msg.push_str(&format!(" (did you mean `{s}`?)"));
+                }
+                self.error(Diagnostic::error(codes::UNKNOWN_NAME, name.span, msg).help(format!("functions: {}", names::FUNCTIONS.join(", "))));
+                return None;
+            }
+        };
+        if values.len() != arity {
+            self.error(Diagnostic::error(codes::TOO_MANY_ARGUMENTS, span, format!(
+                "`{}` takes {arity} argument(s), got {}",
+                name.name,
+                values.len()
+            )));
+            return None;
+        }
+        let mut nums = Vec::new();
+        for (v, a) in values.iter().zip(args) {
+            match v {
+                Value::Bool(_) => {
+                    self.type_error(a.span, Ty::Float, *v);
+                    return None;
+                }
+                Value::Int(i) => nums.push((*i as f64, true)),
+                Value::Float(f) => nums.push((*f, false)),
+            }
+        }
+        let to_int = |this: &mut Self, f: f64| {
+            if f.is_finite() && f.abs() < 9.0e15 {
+                Some(Value::Int(f as i64))
+            } else {
+                this.error(Diagnostic::error(codes::OVERFLOW, span, format!("{f} does not fit an integer")));
+                None
+            }
+        };
+        match name.name.as_str() {
+            "floor" => to_int(self, nums[0].0.floor()),
+            "ceil" => to_int(self, nums[0].0.ceil()),
+            "round" => to_int(self, nums[0].0.round()),
+            "int" => to_int(self, nums[0].0.trunc()),
+            "float" => Some(Value::Float(nums[0].0)),
+            "abs" => match values[0] {
+                Value::Int(i) => i.checked_abs().map(Value::Int),
+                _ => Some(Value::Float(nums[0].0.abs())),
+            },
+            "min" | "max" => {
+                let pick_first = if name.name == "min" { nums[0].0 <= nums[1].0 } else { nums[0].0 >= nums[1].0 };
+                if nums[0].1 && nums[1].1 {
+                    Some(if pick_first { values[0] } else { values[1] })
+                } else {
+                    Some(Value::Float(if pick_first { nums[0].0 } else { nums[1].0 }))
+                }
+            }
+            _ => unreachable!("arity table covers every function"),
+        }
+    }
+}
+
+/// Whether `a` and `b` multiply by broadcasting a `C×1×1` gate over `C×H×W`.
+fn broadcasts(a: &Shape, b: &Shape) -> bool {
+    match (a.as_chw(), b.as_chw()) {
+        (Some([c1, h1, w1]), Some([c2, h2, w2])) => c1 == c2 && ((h1, w1) == (1, 1) || (h2, w2) == (1, 1)),
+        _ => false,
+    }
+}
+
+fn sum<'a>(nodes: impl IntoIterator<Item = &'a Node>, f: impl Fn(&Node) -> u64) -> Option<u64> {
+    nodes.into_iter().try_fold(0u64, |acc, n| acc.checked_add(f(n)))
+}
+
+fn article(ty: Ty) -> &'static str {
+    match ty {
+        Ty::Int => "an",
+        _ => "a",
+    }
+}
+
+fn signature(name: &str, params: &[(&str, bool)]) -> String {
+    let ps: Vec<String> = params.iter().map(|(p, d)| if *d { format!("{p} = ...") } else { p.to_string() }).collect();
+    format!("signature: {name}({})", ps.join(", "))
+}
+
+fn stmt_span(stmt: &Stmt) -> Span {
+    match stmt {
+        Stmt::Input { span, .. } | Stmt::Assert { span, .. } => *span,
+        Stmt::Let { name, value } => name.span.to(value.span),
+        Stmt::Op(op) => op.span(),
+    }
+}
+
+/// `depth = 21, k = 4`: the values of the variables an expression mentions.
+fn referenced_values(e: &Expr, scope: &Scope) -> String {
+    fn collect(e: &Expr, out: &mut Vec<String>) {
+        match &e.kind {
+            ExprKind::Var(n) => {
+                if !out.contains(n) {
+                    out.push(n.clone())
+                }
+            }
+            ExprKind::Unary(_, a) => collect(a, out),
+            ExprKind::Binary(_, a, b) => {
+                collect(a, out);
+                collect(b, out)
+            }
+            ExprKind::Func(_, args) => args.iter().for_each(|a| collect(a, out)),
+            _ => {}
+        }
+    }
+    let mut vars = Vec::new();
+    collect(e, &mut vars);
+    vars.iter()
+        .filter_map(|v| scope.get(v).flatten().map(|val| format!("{v} = {val}")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

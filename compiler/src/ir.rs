@@ -1,0 +1,304 @@
+//! Stage 3 output, the IR: a fully resolved, shape-annotated network.
+//!
+//! [`Network`] is the single source of truth after checking: block calls are
+//! expanded, expressions evaluated, every node carries its output shape and its
+//! trainable-parameter and multiply-accumulate counts. The emitter, the summary
+//! and the runtime all read it.
+
+use crate::syntax::ast::{Combinator, Definition};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A tensor shape without the batch dimension: `[C, H, W]`, or `[N]` once flattened.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Shape(pub Vec<u64>);
+
+impl Shape {
+    /// A `C×H×W` shape.
+    pub fn chw(c: u64, h: u64, w: u64) -> Self {
+        Shape(vec![c, h, w])
+    }
+
+    /// A flat shape of `n` features.
+    pub fn flat(n: u64) -> Self {
+        Shape(vec![n])
+    }
+
+    /// `Some([c, h, w])` for a three-dimensional shape.
+    pub fn as_chw(&self) -> Option<[u64; 3]> {
+        match self.0.as_slice() {
+            [c, h, w] => Some([*c, *h, *w]),
+            _ => None,
+        }
+    }
+
+    /// The number of elements.
+    pub fn numel(&self) -> u64 {
+        self.0.iter().product()
+    }
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dims: Vec<String> = self.0.iter().map(u64::to_string).collect();
+        write!(f, "{}", dims.join("×"))
+    }
+}
+
+/// A value of the expression language.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Value {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl Value {
+    /// The value's type.
+    pub fn ty(self) -> Ty {
+        match self {
+            Value::Int(_) => Ty::Int,
+            Value::Float(_) => Ty::Float,
+            Value::Bool(_) => Ty::Bool,
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Int(v) => write!(f, "{v}"),
+            Value::Float(v) => write!(f, "{v:?}"),
+            Value::Bool(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// The types of the expression language.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ty {
+    Int,
+    Float,
+    Bool,
+}
+
+impl fmt::Display for Ty {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Ty::Int => "integer",
+            Ty::Float => "float",
+            Ty::Bool => "boolean",
+        })
+    }
+}
+
+/// A primitive layer with its resolved configuration.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Layer {
+    Conv { in_channels: u64, out_channels: u64, kernel: u64, stride: u64, padding: u64, groups: u64, bias: bool },
+    BatchNorm { features: u64 },
+    Relu,
+    Sigmoid,
+    Identity,
+    Dropout { p: f64 },
+    AvgPool { kernel: u64, stride: u64, padding: u64 },
+    MaxPool { kernel: u64, stride: u64, padding: u64 },
+    GlobalAvgPool,
+    Linear { in_features: u64, out_features: u64, bias: bool },
+    /// The option-A shortcut: subsample by `stride`, zero-pad channels `before`/`after`.
+    PadShortcut { stride: u64, before: u64, after: u64 },
+}
+
+impl Layer {
+    /// The primitive's name in `.net` source.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Layer::Conv { .. } => "conv",
+            Layer::BatchNorm { .. } => "bn",
+            Layer::Relu => "relu",
+            Layer::Sigmoid => "sigmoid",
+            Layer::Identity => "identity",
+            Layer::Dropout { .. } => "dropout",
+            Layer::AvgPool { .. } => "avg_pool",
+            Layer::MaxPool { .. } => "max_pool",
+            Layer::GlobalAvgPool => "global_avg_pool",
+            Layer::Linear { .. } => "linear",
+            Layer::PadShortcut { .. } => "pad_shortcut",
+        }
+    }
+}
+
+/// What a node is.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "node", rename_all = "snake_case")]
+pub enum NodeKind {
+    Layer(Layer),
+    /// One expanded block call.
+    Block { block: String, body: Vec<Node> },
+    /// `stage N × block`: the expanded copies.
+    Stage { block: String, blocks: Vec<Node> },
+    /// Parallel branches merged by a combinator (a lone braced group has none).
+    Combine { combinator: Option<Combinator>, arms: Vec<Vec<Node>> },
+}
+
+/// One node of the expanded network.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Node {
+    /// Dotted path, equal to the emitted module's field path (`stage1.0.conv1`).
+    pub name: String,
+    pub kind: NodeKind,
+    pub input: Shape,
+    pub output: Shape,
+    /// Trainable parameters in this node and below (BatchNorm running statistics excluded).
+    pub params: u64,
+    /// Multiply-accumulates per image in this node and below (convolutions and linear layers).
+    pub macs: u64,
+}
+
+/// A checked network, ready for code generation.
+#[derive(Clone, Debug, Serialize)]
+pub struct Network {
+    /// The network's name in the spec (`wrn_28_10`).
+    pub name: String,
+    /// The emitted struct's name (`Wrn2810`).
+    pub type_name: String,
+    /// The file the network came from, as it was named to the compiler.
+    pub source_name: String,
+    /// Network parameters after defaults and overrides, in declaration order.
+    pub params: Vec<(String, Value)>,
+    pub input: Shape,
+    pub output: Shape,
+    pub trainable_params: u64,
+    pub macs: u64,
+    pub body: Vec<Node>,
+    /// For each block used, the type each of its parameters takes across all calls.
+    pub block_param_types: BTreeMap<String, Vec<Ty>>,
+    /// The network's definition, as written.
+    #[serde(skip)]
+    pub definition: Definition,
+    /// The definitions of the blocks used, callees before callers.
+    #[serde(skip)]
+    pub blocks: Vec<Definition>,
+}
+
+/// One row of the per-layer summary.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SummaryRow {
+    pub name: String,
+    pub kind: String,
+    pub output: Shape,
+    pub params: u64,
+    pub macs: u64,
+}
+
+impl Network {
+    /// Flatten the tree into one row per primitive layer and combination, in execution order.
+    pub fn summary_rows(&self) -> Vec<SummaryRow> {
+        let mut rows = Vec::new();
+        fn walk(nodes: &[Node], rows: &mut Vec<SummaryRow>) {
+            for node in nodes {
+                match &node.kind {
+                    NodeKind::Layer(layer) => rows.push(SummaryRow {
+                        name: node.name.clone(),
+                        kind: layer.kind().to_string(),
+                        output: node.output.clone(),
+                        params: node.params,
+                        macs: node.macs,
+                    }),
+                    NodeKind::Block { body, .. } => walk(body, rows),
+                    NodeKind::Stage { blocks, .. } => walk(blocks, rows),
+                    NodeKind::Combine { combinator, arms } => {
+                        for arm in arms {
+                            walk(arm, rows);
+                        }
+                        if let Some(c) = combinator {
+                            let kind = match c {
+                                Combinator::Add => "add",
+                                Combinator::Mul => "mul",
+                                Combinator::Concat => "concat",
+                            };
+                            rows.push(SummaryRow {
+                                name: node.name.clone(),
+                                kind: kind.to_string(),
+                                output: node.output.clone(),
+                                params: 0,
+                                macs: 0,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        walk(&self.body, &mut rows);
+        rows
+    }
+
+    /// The summary as JSON: `{"network", "input", "params", "macs", "layers": [...]}`.
+    pub fn summary_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "network": self.name,
+            "input": self.input,
+            "params": self.trainable_params,
+            "macs": self.macs,
+            "layers": self.summary_rows(),
+        })
+    }
+
+    /// The summary as an aligned text table, Keras style.
+    pub fn summary_table(&self) -> String {
+        let rows = self.summary_rows();
+        let header = ["layer", "kind", "output", "params", "MACs"];
+        let cells: Vec<[String; 5]> = rows
+            .iter()
+            .map(|r| [r.name.clone(), r.kind.clone(), r.output.to_string(), group(r.params), group(r.macs)])
+            .collect();
+        let mut widths = header.map(str::len);
+        for row in &cells {
+            for (w, c) in widths.iter_mut().zip(row) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let line = |cols: [&str; 5]| {
+            format!(
+                "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {:>w4$}\n",
+                cols[0], cols[1], cols[2], cols[3], cols[4],
+                w0 = widths[0], w1 = widths[1], w2 = widths[2], w3 = widths[3], w4 = widths[4]
+            )
+        };
+        let total_width = widths.iter().sum::<usize>() + 8;
+        let mut out = format!("network {} (input {})\n", self.name, self.input);
+        out.push_str(&line(header));
+        out.push_str(&"─".repeat(total_width));
+        out.push('\n');
+        for row in &cells {
+            out.push_str(&line([&row[0], &row[1], &row[2], &row[3], &row[4]]));
+        }
+        out.push_str(&"─".repeat(total_width));
+        out.push('\n');
+        out.push_str(&format!(
+            "output {}  trainable params {}  MACs {}\n",
+            self.output,
+            group(self.trainable_params),
+            group(self.macs)
+        ));
+        out
+    }
+}
+
+/// `1234567` → `1,234,567`.
+pub fn group(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}

@@ -1,0 +1,114 @@
+//! Names shared by the checker and the emitter: which primitives exist, and the
+//! field name each layer of a definition gets (so IR paths equal Burn parameter paths).
+
+use crate::diag::Span;
+use crate::syntax::ast::{Definition, Op, Stmt};
+use std::collections::HashMap;
+
+/// Every primitive layer the language knows.
+pub const PRIMITIVES: &[&str] = &[
+    "conv", "conv1x1", "conv3x3", "bn", "relu", "sigmoid", "identity", "dropout", "avg_pool", "max_pool",
+    "global_avg_pool", "linear", "pad_shortcut",
+];
+
+/// Functions usable in expressions.
+pub const FUNCTIONS: &[&str] = &["floor", "ceil", "round", "int", "float", "min", "max", "abs"];
+
+/// Variables a block body sees besides its parameters: its input shape.
+pub const BUILTIN_VARS: &[&str] = &["in_channels", "in_height", "in_width"];
+
+/// Whether `name` is a primitive layer.
+pub fn is_primitive(name: &str) -> bool {
+    PRIMITIVES.contains(&name)
+}
+
+/// The field-name stem of a call: the layer kind for primitives, the block's name otherwise.
+fn stem(name: &str) -> &str {
+    match name {
+        "conv" | "conv1x1" | "conv3x3" => "conv",
+        "avg_pool" | "max_pool" => "pool",
+        "pad_shortcut" => "shortcut",
+        "global_avg_pool" => "global_pool",
+        other => other,
+    }
+}
+
+/// Give every call, stage and combination in `def` a name unique within it: `conv1`, `bn2`, `stage1`...
+///
+/// Names are numbered per stem in source order over all branches, so they do not depend on
+/// which branch of an `if` a particular instance takes.
+pub fn site_names(def: &Definition) -> HashMap<Span, String> {
+    let mut counters: HashMap<String, usize> = HashMap::new();
+    let mut names = HashMap::new();
+    let mut next = |stem: &str, span: Span, names: &mut HashMap<Span, String>| {
+        let n = counters.entry(stem.to_string()).or_insert(0);
+        *n += 1;
+        names.insert(span, format!("{stem}{n}"));
+    };
+    fn walk(
+        body: &[Stmt],
+        next: &mut dyn FnMut(&str, Span, &mut HashMap<Span, String>),
+        names: &mut HashMap<Span, String>,
+    ) {
+        for stmt in body {
+            let Stmt::Op(op) = stmt else { continue };
+            match op {
+                Op::Call(call) => next(stem(&call.name.name), call.span, names),
+                Op::Stage { span, .. } => next("stage", *span, names),
+                Op::If { then, otherwise, span, .. } => {
+                    // An `if` gets a name too: it becomes a flag field when no layer decides it.
+                    next("cond", *span, names);
+                    walk(&then.body, next, names);
+                    if let Some(o) = otherwise {
+                        walk(&o.body, next, names);
+                    }
+                }
+                Op::Combine { combinator, arms, span } => {
+                    for arm in arms {
+                        walk(&arm.body, next, names);
+                    }
+                    if let Some(c) = combinator {
+                        let stem = match c {
+                            crate::syntax::ast::Combinator::Add => "add",
+                            crate::syntax::ast::Combinator::Mul => "mul",
+                            crate::syntax::ast::Combinator::Concat => "concat",
+                        };
+                        next(stem, *span, names);
+                    }
+                }
+            }
+        }
+    }
+    walk(&def.body, &mut next, &mut names);
+    names
+}
+
+/// `wrn_28_10` → `Wrn2810`, `preact_basic` → `PreactBasic`.
+pub fn camel_case(name: &str) -> String {
+    let mut out = String::new();
+    let mut upper = true;
+    for ch in name.chars() {
+        if ch == '_' || ch == '-' {
+            upper = true;
+        } else if upper {
+            out.extend(ch.to_uppercase());
+            upper = false;
+        } else {
+            out.push(ch);
+        }
+    }
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, 'N');
+    }
+    out
+}
+
+/// The closest of `candidates` to `name`, if any is close enough to suggest.
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(name, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3) && *d < c.len().max(name.len()))
+        .min_by_key(|(d, c)| (*d, c.to_string()))
+        .map(|(_, c)| c.to_string())
+}

@@ -1,0 +1,1 @@
+//! Training and evaluation of resnetc networks (see the runtime issue); empty for now.

@@ -1,0 +1,156 @@
+//! `resnetc`: compile, check and summarise `.net` network specs.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use resnetc_compiler::diag::{codes, Diagnostic};
+use resnetc_compiler::{Compilation, Override};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "resnetc", version, about = "A declarative architecture compiler for residual networks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct SpecArgs {
+    /// The `.net` spec file.
+    spec: PathBuf,
+    /// Override a network parameter, e.g. `--set classes=100` (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_override)]
+    overrides: Vec<Override>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compile a spec to Burn model code (Rust to stdout or -o FILE).
+    Compile {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Write the output here instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// What to emit: the parsed AST, the checked IR (JSON), or Rust.
+        #[arg(long, value_enum, default_value = "rust")]
+        emit: Emit,
+    },
+    /// Check a spec: a one-line summary, or the diagnostics.
+    Check {
+        #[command(flatten)]
+        spec: SpecArgs,
+    },
+    /// Print the per-layer summary: output shape, parameters and MACs of every layer.
+    Summary {
+        #[command(flatten)]
+        spec: SpecArgs,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Emit {
+    Ast,
+    Ir,
+    Rust,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
+fn parse_override(text: &str) -> Result<Override, String> {
+    Override::parse(text)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => code,
+    }
+}
+
+/// Load the spec into a compilation, or render why it could not be read.
+fn load(args: &SpecArgs) -> Result<(Compilation, resnetc_compiler::SourceId), ExitCode> {
+    let mut compilation = Compilation::new();
+    match std::fs::read_to_string(&args.spec) {
+        Ok(text) => {
+            let id = compilation.add_source(args.spec.display().to_string(), text);
+            Ok((compilation, id))
+        }
+        Err(e) => {
+            let d = Diagnostic::global(codes::IO, format!("cannot read {}: {e}", args.spec.display()));
+            eprint!("{}", compilation.render(&[d], color()));
+            Err(ExitCode::from(1))
+        }
+    }
+}
+
+fn color() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+fn fail(compilation: &Compilation, diagnostics: &[Diagnostic]) -> ExitCode {
+    eprint!("{}", compilation.render(diagnostics, color()));
+    let n = diagnostics.len();
+    eprintln!("error: {n} problem{} found", if n == 1 { "" } else { "s" });
+    ExitCode::from(1)
+}
+
+fn write_out(output: &Option<PathBuf>, text: &str) -> Result<(), ExitCode> {
+    match output {
+        Some(path) => std::fs::write(path, text).map_err(|e| {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            ExitCode::from(1)
+        }),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), ExitCode> {
+    match cli.command {
+        Command::Compile { spec, output, emit } => {
+            let (c, id) = load(&spec)?;
+            let text = match emit {
+                Emit::Ast => c.parse(id).map(|ast| ast.to_string()),
+                Emit::Ir => c.check(id, &spec.overrides).map(|net| {
+                    serde_json::to_string_pretty(&net).expect("the IR serialises") + "\n"
+                }),
+                Emit::Rust => c.compile(id, &spec.overrides),
+            };
+            let text = text.map_err(|d| fail(&c, &d))?;
+            write_out(&output, &text)
+        }
+        Command::Check { spec } => {
+            let (c, id) = load(&spec)?;
+            let net = c.check(id, &spec.overrides).map_err(|d| fail(&c, &d))?;
+            println!(
+                "{}: network {} ok — input {}, output {}, {} trainable parameters, {} MACs",
+                spec.spec.display(),
+                net.name,
+                net.input,
+                net.output,
+                resnetc_compiler::ir::group(net.trainable_params),
+                resnetc_compiler::ir::group(net.macs)
+            );
+            Ok(())
+        }
+        Command::Summary { spec, format } => {
+            let (c, id) = load(&spec)?;
+            let net = c.check(id, &spec.overrides).map_err(|d| fail(&c, &d))?;
+            match format {
+                Format::Table => print!("{}", net.summary_table()),
+                Format::Json => println!("{}", serde_json::to_string_pretty(&net.summary_json()).expect("the summary serialises")),
+            }
+            Ok(())
+        }
+    }
+}
