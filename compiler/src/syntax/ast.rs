@@ -189,7 +189,7 @@ impl BinaryOp {
 }
 
 // The printer writes the canonical form of a file: it parses back to the same tree
-// (spans aside), which the round-trip tests rely on. Expressions are fully parenthesised.
+// (spans aside), which the round-trip tests rely on. Expressions get the parentheses precedence needs.
 
 impl fmt::Display for File {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -304,6 +304,33 @@ impl fmt::Display for Call {
     }
 }
 
+impl Expr {
+    /// How tightly the outermost operator binds (higher binds tighter).
+    fn precedence(&self) -> u8 {
+        match &self.kind {
+            ExprKind::Binary(op, _, _) => binary_precedence(*op),
+            ExprKind::Unary(..) => 7,
+            _ => 8,
+        }
+    }
+}
+
+fn binary_precedence(op: BinaryOp) -> u8 {
+    use BinaryOp::*;
+    match op {
+        Or => 1,
+        And => 2,
+        Eq | Ne | Lt | Le | Gt | Ge => 3,
+        Add | Sub => 5,
+        Mul | Div | Rem => 6,
+    }
+}
+
+/// Write `e`, parenthesised when it binds looser than `min`.
+fn write_operand(f: &mut fmt::Formatter<'_>, e: &Expr, min: u8) -> fmt::Result {
+    if e.precedence() < min { write!(f, "({e})") } else { write!(f, "{e}") }
+}
+
 impl fmt::Display for Expr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
@@ -311,9 +338,18 @@ impl fmt::Display for Expr {
             ExprKind::Float(v) => write!(f, "{v:?}"),
             ExprKind::Bool(v) => write!(f, "{v}"),
             ExprKind::Var(name) => write!(f, "{name}"),
-            ExprKind::Unary(UnaryOp::Neg, e) => write!(f, "(-{e})"),
-            ExprKind::Unary(UnaryOp::Not, e) => write!(f, "(!{e})"),
-            ExprKind::Binary(op, a, b) => write!(f, "({a} {} {b})", op.symbol()),
+            ExprKind::Unary(op, e) => {
+                write!(f, "{}", if *op == UnaryOp::Neg { "-" } else { "!" })?;
+                write_operand(f, e, 7)
+            }
+            ExprKind::Binary(op, a, b) => {
+                let p = binary_precedence(*op);
+                // Left-associative: the right operand needs parentheses at equal precedence;
+                // comparisons do not chain, so both sides do.
+                write_operand(f, a, if p == 3 { p + 1 } else { p })?;
+                write!(f, " {} ", op.symbol())?;
+                write_operand(f, b, p + 1)
+            }
             ExprKind::Func(name, args) => {
                 write!(f, "{}(", name.name)?;
                 for (i, a) in args.iter().enumerate() {
