@@ -4,21 +4,24 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 fn main() {
-    let specs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let out_dir = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
-    println!("cargo:rerun-if-changed={}", specs.display());
-    let mut paths: Vec<_> = std::fs::read_dir(&specs)
-        .expect("specs/ is readable")
+    let mut index = String::new();
+    let mut cases = Vec::new();
+    for (folder, prefix) in [("specs", ""), ("tests/cases", "case_")] {
+    let dir = root.join(folder);
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .expect("spec folder is readable")
         .map(|e| e.expect("a directory entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "net"))
         .collect();
     paths.sort();
-    let mut index = String::new();
     for path in paths {
         println!("cargo:rerun-if-changed={}", path.display());
-        let stem = path.file_stem().unwrap().to_string_lossy().replace('-', "_");
+        let stem = format!("{prefix}{}", path.file_stem().unwrap().to_string_lossy().replace('-', "_"));
         let text = std::fs::read_to_string(&path).expect("spec is readable");
-        let name = format!("specs/{}", path.file_name().unwrap().to_string_lossy());
+        let name = format!("{folder}/{}", path.file_name().unwrap().to_string_lossy());
         let mut compilation = resnetc_compiler::Compilation::new();
         let id = compilation.add_source(&name, text);
         let network = match compilation.check(id, &[]) {
@@ -29,12 +32,33 @@ fn main() {
         std::fs::write(Path::new(&out_dir).join(format!("{stem}.rs")), code).expect("OUT_DIR is writable");
         let summary = serde_json::to_string(&network.summary_json()).expect("summary serialises");
         std::fs::write(Path::new(&out_dir).join(format!("{stem}.json")), summary).expect("OUT_DIR is writable");
+        // Each module also gets type-erased entry points, so tests can loop over all of them.
+        let ty = &network.type_name;
+        let [c, h, w] = network.input.as_chw().expect("checked networks take C×H×W");
         writeln!(
             index,
-            "pub mod {stem} {{ include!(concat!(env!(\"OUT_DIR\"), \"/{stem}.rs\")); \
-             pub const SUMMARY: &str = include_str!(concat!(env!(\"OUT_DIR\"), \"/{stem}.json\")); }}"
+            "pub mod {stem} {{\n\
+             include!(concat!(env!(\"OUT_DIR\"), \"/{stem}.rs\"));\n\
+             pub const SUMMARY: &str = include_str!(concat!(env!(\"OUT_DIR\"), \"/{stem}.json\"));\n\
+             /// Build the network, run a zero batch of two, return Burn's parameter count and the output dims.\n\
+             pub fn run(device: &burn::tensor::Device) -> (usize, usize, [usize; 2]) {{\n\
+                 use burn::module::Module;\n\
+                 let model = {ty}::new(device);\n\
+                 let out = model.forward(burn::tensor::Tensor::zeros([2, {c}, {h}, {w}], device));\n\
+                 (model.num_params(), {ty}::PARAMS, out.dims())\n\
+             }}\n}}"
         )
         .unwrap();
+        if !prefix.is_empty() {
+            cases.push(stem);
+        }
     }
+    }
+    writeln!(
+        index,
+        "/// Every spec of tests/cases, with its `run` entry point.\npub const CASES: &[(&str, fn(&burn::tensor::Device) -> (usize, usize, [usize; 2]))] = &[{}];",
+        cases.iter().map(|c| format!("(\"{c}\", {c}::run)")).collect::<Vec<_>>().join(", ")
+    )
+    .unwrap();
     std::fs::write(Path::new(&out_dir).join("specs.rs"), index).expect("OUT_DIR is writable");
 }

@@ -153,3 +153,32 @@ fn forward_is_deterministic() {
     let b: Vec<f32> = model.forward(x).into_data().try_to_vec::<f32>().unwrap();
     assert_eq!(a, b);
 }
+
+/// The language-feature cases of tests/cases compile, run, and count as checked:
+/// Burn's `num_params()` is our trainable count plus the BatchNorm running statistics.
+#[test]
+fn every_case_runs_with_the_checked_count() {
+    let device = Device::flex();
+    for (name, run) in specs::CASES {
+        let summary = match *name {
+            "case_flat_head" => specs::case_flat_head::SUMMARY,
+            "case_imagenet_stem" => specs::case_imagenet_stem::SUMMARY,
+            "case_language_tour" => specs::case_language_tour::SUMMARY,
+            "case_mission_line" => specs::case_mission_line::SUMMARY,
+            other => panic!("add {other} here"),
+        };
+        let json: serde_json::Value = serde_json::from_str(summary).unwrap();
+        let bn_buffers: u64 = json["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["kind"] == "bn")
+            .map(|l| l["params"].as_u64().unwrap())
+            .sum();
+        let classes = json["layers"].as_array().unwrap().last().unwrap()["output"][0].as_u64().unwrap() as usize;
+        let (burn_params, params, dims) = run(&device);
+        assert_eq!(params as u64, json["params"].as_u64().unwrap(), "{name}: PARAMS is the checker's count");
+        assert_eq!(burn_params as u64, params as u64 + bn_buffers, "{name}: Burn counts the same parameters");
+        assert_eq!(dims, [2, classes], "{name}: output shape");
+    }
+}

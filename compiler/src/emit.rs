@@ -761,20 +761,15 @@ impl<'a> Emitter<'a> {
                             }
                         }
                         IfStrategy::Flag => {
+                            // Each arm binds its own optional layers; the flag says which arm ran.
                             let f = format_ident!("{}", ctx.site(*span));
-                            let then_code = self.forward_body(&then.body, ctx, &mut then_rank, bound)?;
+                            let then_code = self.bound_arm(&then.body, ctx, &mut then_rank, bound)?;
                             let else_code = match otherwise {
-                                Some(o) => self.forward_body(&o.body, ctx, &mut else_rank, bound)?,
-                                None => Vec::new(),
+                                Some(o) => self.bound_arm(&o.body, ctx, &mut else_rank, bound)?,
+                                None => quote!(x),
                             };
                             quote! {
-                                let x = if self.#f {
-                                    #(#then_code)*
-                                    x
-                                } else {
-                                    #(#else_code)*
-                                    x
-                                };
+                                let x = if self.#f { #then_code } else { #else_code };
                             }
                         }
                     };
@@ -819,6 +814,36 @@ impl<'a> Emitter<'a> {
             }
         }
         Ok(out)
+    }
+
+    /// The code of an `if` arm as an expression: its direct layers bound by `if let` when it has any.
+    fn bound_arm(&mut self, body: &[Stmt], ctx: &DefCtx, rank: &mut usize, bound: &HashMap<String, Ident>) -> Result<TokenStream, Vec<Diagnostic>> {
+        let sites = direct_field_sites(body, &ctx.names);
+        if sites.is_empty() {
+            let code = self.forward_body(body, ctx, rank, bound)?;
+            return Ok(quote! { #(#code)* x });
+        }
+        let mut inner = bound.clone();
+        let locals: Vec<Ident> = sites.iter().map(|s| format_ident!("{}", s)).collect();
+        let accesses: Vec<TokenStream> = sites
+            .iter()
+            .map(|s| {
+                let f = format_ident!("{}", s);
+                quote!(&self.#f)
+            })
+            .collect();
+        for (s, l) in sites.iter().zip(&locals) {
+            inner.insert(s.clone(), l.clone());
+        }
+        let code = self.forward_body(body, ctx, rank, &inner)?;
+        Ok(quote! {
+            if let (#(Some(#locals),)*) = (#(#accesses,)*) {
+                #(#code)*
+                x
+            } else {
+                x
+            }
+        })
     }
 
     // ----- expressions -----
