@@ -1,0 +1,39 @@
+//! Parameter and MAC counts of every shipped spec, for 10 and 100 classes, equal the
+//! PyTorch reference implementations' (recorded by benches/reference/counts.py).
+
+mod common;
+
+use resnetc_compiler::{Override, Value};
+
+#[test]
+fn counts_match_the_pytorch_reference() {
+    let table = std::fs::read_to_string(common::root().join("benches/reference/counts.tsv")).unwrap();
+    let mut rows = 0;
+    let mut seen = std::collections::BTreeSet::new();
+    for line in table.lines().skip(1) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let [spec, classes, params, macs] = cols[..] else { panic!("bad row {line}") };
+        let classes: i64 = classes.parse().unwrap();
+        let set = [Override { name: "classes".into(), value: Value::Int(classes), span: None }];
+        let network = common::check(&format!("specs/{spec}.net"), &set);
+        assert_eq!(network.trainable_params, params.parse::<u64>().unwrap(), "{spec} with {classes} classes: parameters");
+        assert_eq!(network.macs, macs.parse::<u64>().unwrap(), "{spec} with {classes} classes: MACs");
+        seen.insert(spec.to_string());
+        rows += 1;
+    }
+    for file in common::net_files("specs") {
+        let spec = file.trim_start_matches("specs/").trim_end_matches(".net");
+        assert!(seen.contains(spec), "{spec} is missing from benches/reference/counts.tsv");
+    }
+    assert!(rows >= 42);
+}
+
+/// Sanity figures quoted in the issue, independent of the table.
+#[test]
+fn headline_counts() {
+    let p = |spec: &str| common::check(spec, &[]).trainable_params;
+    assert_eq!(p("specs/resnet-20.net"), 272_474);
+    assert_eq!(p("specs/resnet-20-a.net"), 269_722);
+    assert_eq!(p("specs/wrn-28-10.net"), 36_479_194);
+    assert_eq!(p("specs/densenet-bc-100-12.net"), 769_162);
+}
