@@ -56,7 +56,7 @@ fn main() {
     }
     writeln!(
         index,
-        "/// Every spec of tests/cases, with its `run` entry point.\npub const CASES: &[(&str, fn(&burn::tensor::Device) -> (usize, usize, [usize; 2]))] = &[{}];",
+        "/// Builds a network, runs it, returns (Burn's parameter count, `PARAMS`, output dims).\npub type Runner = fn(&burn::tensor::Device) -> (usize, usize, [usize; 2]);\n/// Every spec of tests/cases, with its `run` entry point.\npub const CASES: &[(&str, Runner)] = &[{}];",
         cases.iter().map(|c| format!("(\"{c}\", {c}::run)")).collect::<Vec<_>>().join(", ")
     )
     .unwrap();

@@ -149,7 +149,8 @@ impl Scope {
 #[derive(Default)]
 struct Checker {
     defs: HashMap<String, Rc<Definition>>,
-    site_names: HashMap<String, Rc<HashMap<Span, String>>>,
+    /// Site names per definition, keyed by the definition's address (stable while checking).
+    site_names: HashMap<usize, Rc<HashMap<Span, String>>>,
     diags: Vec<Diagnostic>,
     seen: HashSet<(&'static str, Option<Span>, String)>,
     /// Block calls being expanded: (block, call site).
@@ -169,11 +170,10 @@ impl Checker {
         if !self.seen.insert((d.code, d.span, d.message.clone())) {
             return;
         }
-        if let Some((block, site)) = self.stack.first() {
-            if d.span.is_some_and(|s| s.source != site.source || !(site.start..site.end).contains(&s.start)) {
+        if let Some((block, site)) = self.stack.first()
+            && d.span.is_some_and(|s| s.source != site.source || !(site.start..site.end).contains(&s.start)) {
                 d = d.note(*site, format!("while expanding `{block}` called here"));
             }
-        }
         self.diags.push(d);
     }
 
@@ -248,9 +248,9 @@ impl Checker {
             }
         };
         let mut nodes = Vec::new();
-        let output = self.body(rest, &mut scope, input.clone(), "", &names, &mut nodes);
+        let output = self.body(rest, &mut scope, input, "", &names, &mut nodes);
         let output = output?;
-        if output.0.len() != 1 {
+        if output.rank() != 1 {
             let end = def.body.last().map_or(def.span, stmt_span);
             self.error(
                 Diagnostic::error(codes::OUTPUT_RANK, end, format!(
@@ -317,11 +317,11 @@ impl Checker {
                 return None;
             }
         }
-        Some(Shape(dims.iter().map(|(d, _)| *d).collect()))
+        Some(Shape::chw(dims[0].0, dims[1].0, dims[2].0))
     }
 
     fn names_of(&mut self, def: &Definition) -> Rc<HashMap<Span, String>> {
-        let key = format!("{:?}:{}", def.kind, def.name.name);
+        let key = def as *const Definition as usize;
         self.site_names.entry(key).or_insert_with(|| Rc::new(site_names(def))).clone()
     }
 
@@ -407,12 +407,12 @@ impl Checker {
                         return None;
                     }
                     let (params, macs) = self.counts(&layer, &out, call.span)?;
-                    nodes.push(Node { name, kind: NodeKind::Layer(layer), input, output: out.clone(), params, macs });
+                    nodes.push(Node { name, kind: NodeKind::Layer(layer), input, output: out, params, macs });
                     Some(out)
                 } else {
                     let def = self.lookup_block(call, scope)?;
                     let node = self.block_call(call, &def, scope, shape, name, None)?;
-                    let out = node.output.clone();
+                    let out = node.output;
                     nodes.push(node);
                     Some(out)
                 }
@@ -453,13 +453,13 @@ impl Checker {
                 let def = self.lookup_block(call, scope)?;
                 let count = count?;
                 let mut blocks = Vec::new();
-                let mut current = shape.clone();
+                let mut current = shape;
                 for i in 0..count {
                     let stride = if i > 0 { Some(1) } else { None };
-                    let node = self.block_call(call, &def, scope, current.clone(), format!("{name}.{i}"), stride);
+                    let node = self.block_call(call, &def, scope, current, format!("{name}.{i}"), stride);
                     match node {
                         Some(node) => {
-                            current = Some(node.output.clone());
+                            current = Some(node.output);
                             blocks.push(node);
                         }
                         None => return None,
@@ -477,7 +477,7 @@ impl Checker {
                     name,
                     kind: NodeKind::Stage { block: call.name.name.clone(), blocks },
                     input,
-                    output: output.clone(),
+                    output,
                     params,
                     macs,
                 });
@@ -504,7 +504,7 @@ impl Checker {
                 let mut arm_nodes = Vec::new();
                 for arm in arms {
                     let mut arm_vec = Vec::new();
-                    let out = self.body(&arm.body, scope, shape.clone(), prefix, names, &mut arm_vec);
+                    let out = self.body(&arm.body, scope, shape, prefix, names, &mut arm_vec);
                     outs.push((out, arm.span));
                     arm_nodes.push(arm_vec);
                 }
@@ -521,7 +521,7 @@ impl Checker {
                     name: if combinator.is_some() { name } else { format!("{prefix}group") },
                     kind: NodeKind::Combine { combinator: *combinator, arms: arm_nodes },
                     input,
-                    output: output.clone(),
+                    output,
                     params,
                     macs,
                 });
@@ -532,17 +532,17 @@ impl Checker {
 
     fn combine(&mut self, combinator: Option<Combinator>, outs: &[(Shape, Span)], span: Span) -> Option<Shape> {
         let Some(combinator) = combinator else {
-            return outs.first().map(|o| o.0.clone());
+            return outs.first().map(|o| o.0);
         };
         let first = &outs[0].0;
         match combinator {
             Combinator::Add | Combinator::Mul => {
-                let mut result = first.clone();
+                let mut result = *first;
                 for (shape, arm_span) in &outs[1..] {
                     let broadcast = combinator == Combinator::Mul && broadcasts(&result, shape);
                     if *shape == result || broadcast {
                         if broadcast && shape.numel() > result.numel() {
-                            result = shape.clone();
+                            result = *shape;
                         }
                         continue;
                     }
@@ -638,7 +638,7 @@ impl Checker {
             return None;
         }
         let params: Vec<(&str, bool)> = def.params.iter().map(|p| (p.name.name.as_str(), p.default.is_some())).collect();
-        let bound = self.bind(call, &format!("block `{block}`"), &params, scope)?;
+        let bound = self.bind(call, &params, scope)?;
         let mut inner = Scope::default();
         let mut ok = true;
         let mut types = Vec::new();
@@ -674,7 +674,7 @@ impl Checker {
         self.stack.push((block.clone(), call.span));
         let names = self.names_of(def);
         let mut body = Vec::new();
-        let out = self.body(&def.body, &mut inner, shape.clone(), &format!("{name}."), &names, &mut body);
+        let out = self.body(&def.body, &mut inner, shape, &format!("{name}."), &names, &mut body);
         self.stack.pop();
         if !self.used_blocks.contains(&block) {
             self.used_blocks.push(block.clone());
@@ -688,7 +688,10 @@ impl Checker {
     }
 
     fn record_param_types(&mut self, block: &str, types: &[Option<Ty>]) {
-        let entry = self.block_param_types.entry(block.to_string()).or_insert_with(|| vec![None; types.len()]);
+        if !self.block_param_types.contains_key(block) {
+            self.block_param_types.insert(block.to_string(), vec![None; types.len()]);
+        }
+        let entry = self.block_param_types.get_mut(block).expect("inserted above");
         for (slot, ty) in entry.iter_mut().zip(types) {
             *slot = match (*slot, *ty) {
                 (None, t) | (t, None) => t,
@@ -699,7 +702,10 @@ impl Checker {
     }
 
     /// Match a call's arguments to parameters: positional first, then by name.
-    fn bind(&mut self, call: &Call, what: &str, params: &[(&str, bool)], scope: &Scope) -> Option<Vec<Bound>> {
+    fn bind(&mut self, call: &Call, params: &[(&str, bool)], scope: &Scope) -> Option<Vec<Bound>> {
+        let what = || {
+            if is_primitive(&call.name.name) { format!("`{}`", call.name.name) } else { format!("block `{}`", call.name.name) }
+        };
         let mut bound: Vec<Bound> = vec![None; params.len()];
         let mut ok = true;
         let mut positional = 0;
@@ -711,7 +717,8 @@ impl Checker {
                     if positional >= params.len() {
                         self.error(
                             Diagnostic::error(codes::TOO_MANY_ARGUMENTS, arg.span, format!(
-                                "{what} takes {} argument(s), this is argument {}",
+                                "{} takes {} argument(s), this is argument {}",
+                                what(),
                                 params.len(),
                                 positional + 1
                             ))
@@ -726,7 +733,7 @@ impl Checker {
                 Some(name) => match params.iter().position(|(p, _)| *p == name.name) {
                     Some(i) => i,
                     None => {
-                        let mut msg = format!("{what} has no parameter `{}`", name.name);
+                        let mut msg = format!("{} has no parameter `{}`", what(), name.name);
                         if let Some(s) = did_you_mean(&name.name, params.iter().map(|(p, _)| *p)) {
                             msg.push_str(&format!(" (did you mean `{s}`?)"));
                         }
@@ -756,7 +763,7 @@ impl Checker {
         for (i, (p, has_default)) in params.iter().enumerate() {
             if bound[i].is_none() && !has_default {
                 self.error(
-                    Diagnostic::error(codes::MISSING_ARGUMENT, call.span, format!("{what} needs argument `{p}`"))
+                    Diagnostic::error(codes::MISSING_ARGUMENT, call.span, format!("{} needs argument `{p}`", what()))
                         .label(format!("`{p}` missing"))
                         .help(signature(&call.name.name, params)),
                 );
@@ -777,7 +784,7 @@ impl Checker {
             "pad_shortcut" => &[("out", false), ("stride", true)],
             _ => &[],
         };
-        let args = self.bind(call, &format!("`{name}`"), sig, scope)?;
+        let args = self.bind(call, sig, scope)?;
         let get = |key: &str| sig.iter().position(|(p, _)| *p == key).and_then(|i| args[i]);
         let chw = match shape {
             Some(s) => match s.as_chw() {
@@ -1230,11 +1237,10 @@ fn stmt_span(stmt: &Stmt) -> Span {
 fn referenced_values(e: &Expr, scope: &Scope) -> String {
     fn collect(e: &Expr, out: &mut Vec<String>) {
         match &e.kind {
-            ExprKind::Var(n) => {
-                if !out.contains(n) {
+            ExprKind::Var(n)
+                if !out.contains(n) => {
                     out.push(n.clone())
                 }
-            }
             ExprKind::Unary(_, a) => collect(a, out),
             ExprKind::Binary(_, a, b) => {
                 collect(a, out);

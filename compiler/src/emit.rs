@@ -195,7 +195,7 @@ impl<'a> Emitter<'a> {
         for node in nodes {
             match &node.kind {
                 NodeKind::Block { block, body } => {
-                    self.ranks.entry(block.clone()).or_insert((node.input.0.len() + 1, node.output.0.len() + 1));
+                    self.ranks.entry(block.clone()).or_insert((node.input.rank() + 1, node.output.rank() + 1));
                     self.collect_ranks(body);
                 }
                 NodeKind::Stage { blocks, .. } => self.collect_ranks(blocks),
@@ -229,7 +229,7 @@ impl<'a> Emitter<'a> {
                 ctor.push(quote! { let #ident: #ty = #lit; });
                 ctx.vars.push((name.clone(), ident, value.ty()));
             }
-            let dims = self.network.input.0.iter().map(|d| Literal::usize_unsuffixed(*d as usize));
+            let dims = self.network.input.dims().iter().map(|d| Literal::usize_unsuffixed(*d as usize));
             ctor.push(quote! { let mut shape: [usize; 3] = [#(#dims),*]; });
             quote! { pub fn new(device: &Device) -> Self }
         } else {
@@ -282,7 +282,7 @@ impl<'a> Emitter<'a> {
             let n = self.network;
             let params = Literal::usize_unsuffixed(n.trainable_params as usize);
             let macs = Literal::u64_unsuffixed(n.macs);
-            let dims = n.input.0.iter().map(|d| Literal::usize_unsuffixed(*d as usize));
+            let dims = n.input.dims().iter().map(|d| Literal::usize_unsuffixed(*d as usize));
             (
                 format!(" Network `{header}` from `{}`: input {}, {} trainable parameters, {} multiply-accumulates per image.", n.source_name, n.input, crate::ir::group(n.trainable_params), crate::ir::group(n.macs)),
                 quote! {
@@ -876,7 +876,8 @@ impl<'a> Emitter<'a> {
                     BinaryOp::Add | BinaryOp::Sub => 5,
                     BinaryOp::Mul | BinaryOp::Div | BinaryOp::Rem => 6,
                 };
-                let numeric = !matches!(op, BinaryOp::Or | BinaryOp::And) && !(a.ty == Ty::Bool && b.ty == Ty::Bool);
+                let logical = matches!(op, BinaryOp::Or | BinaryOp::And) || (a.ty == Ty::Bool && b.ty == Ty::Bool);
+                let numeric = !logical;
                 let (a, b) = if numeric && (a.ty == Ty::Float || b.ty == Ty::Float) { (cast(a, Ty::Float), cast(b, Ty::Float)) } else { (a, b) };
                 let result_ty = match op {
                     BinaryOp::Or | BinaryOp::And | BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge => Ty::Bool,

@@ -11,38 +11,55 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// A tensor shape without the batch dimension: `[C, H, W]`, or `[N]` once flattened.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(transparent)]
-pub struct Shape(pub Vec<u64>);
+///
+/// Stored inline (no allocation): the checker makes one per layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Shape {
+    dims: [u64; 3],
+    rank: u8,
+}
 
 impl Shape {
     /// A `C×H×W` shape.
     pub fn chw(c: u64, h: u64, w: u64) -> Self {
-        Shape(vec![c, h, w])
+        Shape { dims: [c, h, w], rank: 3 }
     }
 
     /// A flat shape of `n` features.
     pub fn flat(n: u64) -> Self {
-        Shape(vec![n])
+        Shape { dims: [n, 0, 0], rank: 1 }
+    }
+
+    /// The dimensions.
+    pub fn dims(&self) -> &[u64] {
+        &self.dims[..self.rank as usize]
+    }
+
+    /// The number of dimensions (3, or 1 once flattened).
+    pub fn rank(&self) -> usize {
+        self.rank as usize
     }
 
     /// `Some([c, h, w])` for a three-dimensional shape.
     pub fn as_chw(&self) -> Option<[u64; 3]> {
-        match self.0.as_slice() {
-            [c, h, w] => Some([*c, *h, *w]),
-            _ => None,
-        }
+        (self.rank == 3).then_some(self.dims)
     }
 
     /// The number of elements.
     pub fn numel(&self) -> u64 {
-        self.0.iter().product()
+        self.dims().iter().product()
+    }
+}
+
+impl Serialize for Shape {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.dims().serialize(serializer)
     }
 }
 
 impl fmt::Display for Shape {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let dims: Vec<String> = self.0.iter().map(u64::to_string).collect();
+        let dims: Vec<String> = self.dims().iter().map(u64::to_string).collect();
         write!(f, "{}", dims.join("×"))
     }
 }
@@ -206,7 +223,7 @@ impl Network {
                     NodeKind::Layer(layer) => rows.push(SummaryRow {
                         name: node.name.clone(),
                         kind: layer.kind().to_string(),
-                        output: node.output.clone(),
+                        output: node.output,
                         params: node.params,
                         macs: node.macs,
                     }),
@@ -225,7 +242,7 @@ impl Network {
                             rows.push(SummaryRow {
                                 name: node.name.clone(),
                                 kind: kind.to_string(),
-                                output: node.output.clone(),
+                                output: node.output,
                                 params: 0,
                                 macs: 0,
                             });
@@ -295,7 +312,7 @@ pub fn group(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);

@@ -16,6 +16,13 @@ pub const PRELUDE: &str = include_str!("std.net");
 /// The name diagnostics use for the prelude.
 pub const PRELUDE_NAME: &str = "<resnetc>/std.net";
 
+/// The parsed prelude, shared by every compilation (it is always source 0).
+pub fn prelude() -> &'static syntax::ast::File {
+    static PARSED: std::sync::LazyLock<syntax::ast::File> =
+        std::sync::LazyLock::new(|| syntax::parse(PRELUDE, SourceId(0)).expect("the prelude parses (tested)"));
+    &PARSED
+}
+
 /// One compilation: the texts it read, so diagnostics can be rendered against them.
 #[derive(Debug, Default)]
 pub struct Compilation {
@@ -42,9 +49,8 @@ impl Compilation {
 
     /// Stages 1–2: parse and check a registered text.
     pub fn check(&self, id: SourceId, overrides: &[Override]) -> Result<Network, Vec<Diagnostic>> {
-        let prelude = syntax::parse(PRELUDE, SourceId(0))?;
         let user = self.parse(id)?;
-        check::check(&prelude, &user, &self.sources.get(id).name, overrides)
+        check::check(prelude(), &user, &self.sources.get(id).name, overrides)
     }
 
     /// Stages 1–4: parse, check and emit formatted Burn source.

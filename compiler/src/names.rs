@@ -33,6 +33,9 @@ fn stem(name: &str) -> &str {
     }
 }
 
+/// Names one site: its stem, its span, the table to write into.
+type NameSite = dyn FnMut(&str, Span, &mut HashMap<Span, String>);
+
 /// Give every call, stage and combination in `def` a name unique within it: `conv1`, `bn2`, `stage1`...
 ///
 /// Names are numbered per stem in source order over all branches, so they do not depend on
@@ -47,7 +50,7 @@ pub fn site_names(def: &Definition) -> HashMap<Span, String> {
     };
     fn walk(
         body: &[Stmt],
-        next: &mut dyn FnMut(&str, Span, &mut HashMap<Span, String>),
+        next: &mut NameSite,
         names: &mut HashMap<Span, String>,
     ) {
         for stmt in body {
