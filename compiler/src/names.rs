@@ -34,7 +34,7 @@ fn stem(name: &str) -> &str {
 }
 
 /// Names one site: its stem, its span, the table to write into.
-type NameSite = dyn FnMut(&str, Span, &mut HashMap<Span, String>);
+type NameSite<'a> = dyn FnMut(&str, Span, &mut HashMap<Span, String>) + 'a;
 
 /// Give every call, stage and combination in `def` a name unique within it: `conv1`, `bn2`, `stage1`...
 ///
@@ -50,7 +50,7 @@ pub fn site_names(def: &Definition) -> HashMap<Span, String> {
     };
     fn walk(
         body: &[Stmt],
-        next: &mut NameSite,
+        next: &mut NameSite<'_>,
         names: &mut HashMap<Span, String>,
     ) {
         for stmt in body {
