@@ -191,8 +191,9 @@ impl Checker {
                         (Some(Ty::Float), Value::Int(i)) => Some(Value::Float(i as f64)),
                         (Some(ty), v) if ty != v.ty() => {
                             self.override_error(o, format!(
-                                "parameter `{}` takes a {ty}, but the override gives {} ({})",
+                                "parameter `{}` takes {} {ty}, but the override gives {} ({})",
                                 p.name.name,
+                                article(ty),
                                 v,
                                 v.ty()
                             ), Some(p.name.span));

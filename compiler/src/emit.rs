@@ -274,10 +274,16 @@ impl<'a> Emitter<'a> {
         let out_rank_lit = Literal::usize_unsuffixed(out_rank);
         let flatten = if rank == 4 && out_rank == 2 { quote! { let x = x.flatten::<2>(1, 3); } } else { quote!() };
 
-        let header = format!("{}({})", def.name.name, def.params.iter().map(|p| match &p.default {
-            Some(d) => format!("{} = {d}", p.name.name),
-            None => p.name.name.clone(),
-        }).collect::<Vec<_>>().join(", "));
+        // The network's doc shows the values it was built with; a block's, its declaration.
+        let header = if is_network {
+            let values: Vec<String> = self.network.params.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+            format!("{}({})", def.name.name, values.join(", "))
+        } else {
+            format!("{}({})", def.name.name, def.params.iter().map(|p| match &p.default {
+                Some(d) => format!("{} = {d}", p.name.name),
+                None => p.name.name.clone(),
+            }).collect::<Vec<_>>().join(", "))
+        };
         let (doc, extra) = if is_network {
             let n = self.network;
             let params = Literal::usize_unsuffixed(n.trainable_params as usize);

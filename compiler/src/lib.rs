@@ -1,5 +1,6 @@
 #![doc = include_str!("../ARCHITECTURE.md")]
 
+pub mod build;
 pub mod check;
 pub mod diag;
 pub mod emit;
@@ -7,6 +8,7 @@ pub mod ir;
 pub mod names;
 pub mod syntax;
 
+pub use build::{Build, BuildError, Generated};
 pub use check::Override;
 pub use diag::{Diagnostic, SourceId, Sources, Span};
 pub use ir::{Network, Value};

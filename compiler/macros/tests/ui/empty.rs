@@ -1,0 +1,3 @@
+resnetc_macros::network!();
+
+fn main() {}

@@ -1,0 +1,9 @@
+resnetc_macros::network! {
+    network tiny(classes = 10) {
+        input 3x32x32
+        conv3x3(16, strid = 2)
+        global_avg_pool linear(classes)
+    }
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+resnetc_macros::network! {
+    network tiny(classes = 10) {
+        input 3x32x32
+        conv3x3(16) bn relu
+        stage 2 x basc(16)
+        global_avg_pool linear(classes)
+    }
+}
+
+fn main() {}
