@@ -1258,3 +1258,42 @@ fn referenced_values(e: &Expr, scope: &Scope) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_parse_values() {
+        assert_eq!(Override::parse("k=8").unwrap().value, Value::Int(8));
+        assert_eq!(Override::parse("dropout = 0.3").unwrap().value, Value::Float(0.3));
+        assert_eq!(Override::parse("bias=true").unwrap().value, Value::Bool(true));
+        assert_eq!(Override::parse("k=-2").unwrap().value, Value::Int(-2));
+        assert!(Override::parse("k").unwrap_err().contains("NAME=VALUE"));
+        assert!(Override::parse("k=ten").is_err());
+        assert!(Override::parse("bad name=1").is_err());
+        assert!(Override::parse("x=inf").is_err());
+    }
+
+    fn eval(text: &str) -> Result<Value, Vec<Diagnostic>> {
+        let spec = format!("network t(v = {text}) {{ input 1x1x1 global_avg_pool linear(1) }}");
+        let file = crate::syntax::parse(&spec, crate::diag::SourceId(1)).unwrap();
+        let prelude = crate::syntax::ast::File { definitions: vec![] };
+        check(&prelude, &file, "t", &[]).map(|n| n.params[0].1)
+    }
+
+    #[test]
+    fn expressions_follow_integer_and_float_rules() {
+        assert_eq!(eval("(164 - 2) / 9").unwrap(), Value::Int(18));
+        assert_eq!(eval("7 / 2").unwrap(), Value::Int(3), "integer division truncates");
+        assert_eq!(eval("7 / 2.0").unwrap(), Value::Float(3.5));
+        assert_eq!(eval("2 + 3 * 4").unwrap(), Value::Int(14));
+        assert_eq!(eval("floor(2.7) + ceil(0.2) + round(2.5)").unwrap(), Value::Int(6));
+        assert_eq!(eval("min(3, 4) * max(2, 1.5)").unwrap(), Value::Float(6.0));
+        assert_eq!(eval("1 < 2 && !(3 == 4)").unwrap(), Value::Bool(true));
+        assert_eq!(eval("-7 % 3").unwrap(), Value::Int(-1));
+        assert!(eval("1 / 0").is_err());
+        assert!(eval("9223372036854775807 + 1").is_err());
+        assert!(eval("true + 1").is_err());
+    }
+}

@@ -115,3 +115,37 @@ pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str
         .min_by_key(|(d, c)| (*d, c.to_string()))
         .map(|(_, c)| c.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn camel_case_names() {
+        assert_eq!(camel_case("wrn_28_10"), "Wrn2810");
+        assert_eq!(camel_case("preact_basic"), "PreactBasic");
+        assert_eq!(camel_case("resnext_29_8x64d"), "Resnext298x64d");
+        assert_eq!(camel_case("_x"), "X");
+        assert_eq!(camel_case("9lives"), "N9lives");
+    }
+
+    #[test]
+    fn suggestions_are_close_or_absent() {
+        assert_eq!(did_you_mean("basc", ["basic", "bottleneck"]), Some("basic".into()));
+        assert_eq!(did_you_mean("strid", ["stride", "planes"]), Some("stride".into()));
+        assert_eq!(did_you_mean("zzz", ["stride", "planes"]), None);
+        assert_eq!(did_you_mean("k", ["classes", "depth"]), None);
+    }
+
+    #[test]
+    fn site_names_count_per_kind_over_both_branches() {
+        let file = crate::syntax::parse(
+            "block b(p) { conv3x3(p) bn if p > 1 { conv1x1(p) bn } else { avg_pool(2) } relu }",
+            crate::diag::SourceId(0),
+        )
+        .unwrap();
+        let mut names: Vec<String> = site_names(&file.definitions[0]).into_values().collect();
+        names.sort();
+        assert_eq!(names, ["bn1", "bn2", "cond1", "conv1", "conv2", "pool1", "relu1"]);
+    }
+}
