@@ -83,6 +83,7 @@ error_tests! {
     unknown_block => "tests/errors/unknown-block.net",
     unknown_function => "tests/errors/unknown-function.net",
     unknown_name => "tests/errors/unknown-name.net",
+    typo_in_untaken_branch => "tests/errors/typo-in-untaken-branch.net",
 }
 
 /// One run reports every independent defect, not just the first.
@@ -92,6 +93,8 @@ fn all_errors_are_reported_at_once() {
     let diagnostics = c.compile(id, &[]).unwrap_err();
     let codes: Vec<&str> = diagnostics.iter().map(|d| d.code).collect();
     assert_eq!(codes.len(), 4, "{codes:?}");
+    let (c, id) = load("tests/errors/typo-in-untaken-branch.net");
+    assert_eq!(c.compile(id, &[]).unwrap_err().len(), 2, "both typos in the untaken branch");
 }
 
 /// An error inside a block expanded many times is reported once, pointing at the call site too.

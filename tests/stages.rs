@@ -61,6 +61,7 @@ stage_tests! {
     case_imagenet_stem => "tests/cases/imagenet-stem.net",
     case_language_tour => "tests/cases/language-tour.net",
     case_mission_line => "tests/cases/mission-line.net",
+    case_untaken_branch => "tests/cases/untaken-branch.net",
 }
 
 /// Emission is deterministic byte for byte, and repeated blocks do not multiply code.

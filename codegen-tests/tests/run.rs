@@ -165,6 +165,7 @@ fn every_case_runs_with_the_checked_count() {
             "case_imagenet_stem" => specs::case_imagenet_stem::SUMMARY,
             "case_language_tour" => specs::case_language_tour::SUMMARY,
             "case_mission_line" => specs::case_mission_line::SUMMARY,
+            "case_untaken_branch" => specs::case_untaken_branch::SUMMARY,
             other => panic!("add {other} here"),
         };
         let json: serde_json::Value = serde_json::from_str(summary).unwrap();

@@ -17,7 +17,7 @@ pub const MAX_CALL_DEPTH: usize = 32;
 /// Most copies one `stage` may make.
 pub const MAX_STAGE_COUNT: i64 = 10_000;
 /// Most nodes one network may expand to.
-pub const MAX_NODES: usize = 2_000_000;
+pub const MAX_NODES: usize = 250_000;
 /// Largest tensor dimension accepted.
 pub const MAX_DIM: u64 = 1 << 31;
 
@@ -141,7 +141,7 @@ impl Scope {
     fn set(&mut self, name: &str, value: Option<Value>) {
         self.vars.push((name.to_string(), value));
     }
-    fn names(&self) -> impl Iterator<Item = &str> {
+    fn names(&self) -> impl Iterator<Item = &str> + Clone {
         self.vars.iter().map(|(n, _)| n.as_str())
     }
 }
@@ -235,6 +235,8 @@ impl Checker {
             }
         }
 
+        let reachable = self.resolve(def);
+
         // The first statement fixes the input shape.
         let names = self.names_of(def);
         let (input, rest) = match def.body.first() {
@@ -266,6 +268,17 @@ impl Checker {
         }
         let trainable_params = sum(&nodes, |n| n.params)?;
         let macs = sum(&nodes, |n| n.macs)?;
+        // Blocks only named in branches no call takes still get structs (their fields are
+        // `None`); their parameter types come from their defaults.
+        for block in reachable {
+            if !self.used_blocks.contains(&block) {
+                let def = self.defs[&block].clone();
+                let types: Vec<Option<Ty>> =
+                    def.params.iter().map(|p| p.default.as_ref().and_then(|d| self.eval(d, &Scope::default())).map(Value::ty)).collect();
+                self.record_param_types(&block, &types);
+                self.used_blocks.push(block);
+            }
+        }
         let block_param_types = self
             .block_param_types
             .iter()
@@ -411,7 +424,7 @@ impl Checker {
                     nodes.push(Node { name, kind: NodeKind::Layer(layer), input, output: out, params, macs });
                     Some(out)
                 } else {
-                    let def = self.lookup_block(call, scope)?;
+                    let def = self.lookup_block(call)?;
                     let node = self.block_call(call, &def, scope, shape, name, None)?;
                     let out = node.output;
                     nodes.push(node);
@@ -451,7 +464,7 @@ impl Checker {
                     );
                     return None;
                 }
-                let def = self.lookup_block(call, scope)?;
+                let def = self.lookup_block(call)?;
                 let count = count?;
                 let mut blocks = Vec::new();
                 let mut current = shape;
@@ -596,21 +609,11 @@ impl Checker {
         }
     }
 
-    fn lookup_block(&mut self, call: &Call, scope: &Scope) -> Option<Rc<Definition>> {
+    fn lookup_block(&mut self, call: &Call) -> Option<Rc<Definition>> {
         if let Some(def) = self.defs.get(&call.name.name) {
             return Some(def.clone());
         }
-        let _ = scope;
-        let candidates: Vec<String> = self.defs.keys().cloned().chain(names::PRIMITIVES.iter().map(|s| s.to_string())).collect();
-        let mut msg = format!("unknown layer or block `{}`", call.name.name);
-        if let Some(s) = did_you_mean(&call.name.name, candidates.iter().map(String::as_str)) {
-            msg.push_str(&format!(" (did you mean `{s}`?)"));
-        }
-        self.error(
-            Diagnostic::error(codes::UNKNOWN_BLOCK, call.name.span, msg)
-                .label("not a primitive or a defined block")
-                .help("define it with `block name(params) { ... }` or check the spelling"),
-        );
+        self.unknown_block(call);
         None
     }
 
@@ -702,17 +705,16 @@ impl Checker {
         }
     }
 
-    /// Match a call's arguments to parameters: positional first, then by name.
-    fn bind(&mut self, call: &Call, params: &[(&str, bool)], scope: &Scope) -> Option<Vec<Bound>> {
+    /// Match a call's arguments to parameters, positional first, then by name; report
+    /// unknown, duplicate, surplus and missing arguments.
+    fn bind_slots<'c>(&mut self, call: &'c Call, params: &[(&str, bool)]) -> Option<Vec<Option<&'c ast::Arg>>> {
         let what = || {
             if is_primitive(&call.name.name) { format!("`{}`", call.name.name) } else { format!("block `{}`", call.name.name) }
         };
-        let mut bound: Vec<Bound> = vec![None; params.len()];
+        let mut slots: Vec<Option<&ast::Arg>> = vec![None; params.len()];
         let mut ok = true;
         let mut positional = 0;
         for arg in &call.args {
-            let value = self.eval(&arg.value, scope);
-            ok &= value.is_some();
             let slot = match &arg.name {
                 None => {
                     if positional >= params.len() {
@@ -748,7 +750,7 @@ impl Checker {
                     }
                 },
             };
-            if bound[slot].is_some() {
+            if slots[slot].is_some() {
                 self.error(
                     Diagnostic::error(codes::DUPLICATE_ARGUMENT, arg.span, format!("`{}` is given twice", params[slot].0))
                         .label("given again here"),
@@ -756,13 +758,10 @@ impl Checker {
                 ok = false;
                 continue;
             }
-            bound[slot] = value.map(|v| (v, arg.value.span));
-            if value.is_none() {
-                bound[slot] = Some((Value::Int(0), arg.value.span));
-            }
+            slots[slot] = Some(arg);
         }
         for (i, (p, has_default)) in params.iter().enumerate() {
-            if bound[i].is_none() && !has_default {
+            if slots[i].is_none() && !has_default {
                 self.error(
                     Diagnostic::error(codes::MISSING_ARGUMENT, call.span, format!("{} needs argument `{p}`", what()))
                         .label(format!("`{p}` missing"))
@@ -771,20 +770,174 @@ impl Checker {
                 ok = false;
             }
         }
+        ok.then_some(slots)
+    }
+
+    /// Bind a call's arguments and evaluate them in `scope`.
+    fn bind(&mut self, call: &Call, params: &[(&str, bool)], scope: &Scope) -> Option<Vec<Bound>> {
+        let slots = self.bind_slots(call, params)?;
+        let mut ok = true;
+        let mut bound = Vec::with_capacity(slots.len());
+        for slot in slots {
+            bound.push(match slot {
+                Some(arg) => {
+                    let v = self.eval(&arg.value, scope);
+                    ok &= v.is_some();
+                    v.map(|v| (v, arg.value.span))
+                }
+                None => None,
+            });
+        }
         ok.then_some(bound)
+    }
+
+    // ----- static resolution: names, blocks and arguments in every branch, taken or not -----
+
+    /// Check every name in the network and the blocks it reaches, including `if` branches no
+    /// call takes; return the reachable blocks.
+    fn resolve(&mut self, network: &Definition) -> Vec<String> {
+        let mut reachable = Vec::new();
+        let mut work: Vec<Rc<Definition>> = Vec::new();
+        self.resolve_def(network, &mut reachable, &mut work);
+        while let Some(def) = work.pop() {
+            self.resolve_def(&def, &mut reachable, &mut work);
+        }
+        reachable
+    }
+
+    fn resolve_def(&mut self, def: &Definition, reachable: &mut Vec<String>, work: &mut Vec<Rc<Definition>>) {
+        let mut scope: Vec<String> = def.params.iter().map(|p| p.name.name.clone()).collect();
+        if def.kind == DefKind::Block {
+            scope.extend(names::BUILTIN_VARS.iter().map(|v| v.to_string()));
+        }
+        self.resolve_body(&def.body, &mut scope, reachable, work);
+    }
+
+    fn resolve_body(&mut self, body: &[Stmt], scope: &mut Vec<String>, reachable: &mut Vec<String>, work: &mut Vec<Rc<Definition>>) {
+        let mark = scope.len();
+        for stmt in body {
+            match stmt {
+                Stmt::Input { .. } => {}
+                Stmt::Let { name, value } => {
+                    self.resolve_expr(value, scope);
+                    scope.push(name.name.clone());
+                }
+                Stmt::Assert { cond, .. } => self.resolve_expr(cond, scope),
+                Stmt::Op(Op::Call(call)) => self.resolve_call(call, scope, reachable, work),
+                Stmt::Op(Op::Stage { count, call, .. }) => {
+                    self.resolve_expr(count, scope);
+                    self.resolve_call(call, scope, reachable, work);
+                }
+                Stmt::Op(Op::If { cond, then, otherwise, .. }) => {
+                    self.resolve_expr(cond, scope);
+                    self.resolve_body(&then.body, scope, reachable, work);
+                    if let Some(o) = otherwise {
+                        self.resolve_body(&o.body, scope, reachable, work);
+                    }
+                }
+                Stmt::Op(Op::Combine { arms, .. }) => {
+                    for arm in arms {
+                        self.resolve_body(&arm.body, scope, reachable, work);
+                    }
+                }
+            }
+        }
+        scope.truncate(mark);
+    }
+
+    fn resolve_call(&mut self, call: &Call, scope: &[String], reachable: &mut Vec<String>, work: &mut Vec<Rc<Definition>>) {
+        for arg in &call.args {
+            self.resolve_expr(&arg.value, scope);
+        }
+        if is_primitive(&call.name.name) {
+            self.bind_slots(call, names::primitive_params(&call.name.name));
+            return;
+        }
+        let Some(def) = self.defs.get(&call.name.name).cloned() else {
+            self.unknown_block(call);
+            return;
+        };
+        let params: Vec<(&str, bool)> = def.params.iter().map(|p| (p.name.name.as_str(), p.default.is_some())).collect();
+        self.bind_slots(call, &params);
+        if !reachable.contains(&def.name.name) {
+            reachable.push(def.name.name.clone());
+            work.push(def.clone());
+        }
+    }
+
+    fn resolve_expr(&mut self, e: &Expr, scope: &[String]) {
+        match &e.kind {
+            ExprKind::Var(name) if !scope.iter().any(|s| s == name) => {
+                self.unknown_name(name, e.span, scope.iter().map(String::as_str));
+            }
+            ExprKind::Unary(_, a) => self.resolve_expr(a, scope),
+            ExprKind::Binary(_, a, b) => {
+                self.resolve_expr(a, scope);
+                self.resolve_expr(b, scope);
+            }
+            ExprKind::Func(name, args) => {
+                self.function_arity(name, args.len(), e.span);
+                for a in args {
+                    self.resolve_expr(a, scope);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn unknown_name<'n>(&mut self, name: &str, span: Span, in_scope: impl Iterator<Item = &'n str> + Clone) {
+        let mut msg = format!("unknown name `{name}`");
+        if let Some(s) = did_you_mean(name, in_scope.clone().chain(names::BUILTIN_VARS.iter().copied())) {
+            msg.push_str(&format!(" (did you mean `{s}`?)"));
+        }
+        let mut listed: Vec<&str> = in_scope.collect();
+        listed.sort_unstable();
+        listed.dedup();
+        let help = if listed.is_empty() {
+            "nothing is in scope here; parameter defaults must be constants".to_string()
+        } else {
+            format!("in scope: {}", listed.join(", "))
+        };
+        self.error(Diagnostic::error(codes::UNKNOWN_NAME, span, msg).label("not defined").help(help));
+    }
+
+    fn unknown_block(&mut self, call: &Call) {
+        let mut candidates: Vec<&str> = self.defs.keys().map(String::as_str).chain(names::PRIMITIVES.iter().copied()).collect();
+        candidates.sort_unstable();
+        let mut msg = format!("unknown layer or block `{}`", call.name.name);
+        if let Some(s) = did_you_mean(&call.name.name, candidates) {
+            msg.push_str(&format!(" (did you mean `{s}`?)"));
+        }
+        self.error(
+            Diagnostic::error(codes::UNKNOWN_BLOCK, call.name.span, msg)
+                .label("not a primitive or a defined block")
+                .help("define it with `block name(params) { ... }` or check the spelling"),
+        );
+    }
+
+    /// The arity of a known function called with `argc` arguments; reports an unknown name or a wrong count.
+    fn function_arity(&mut self, name: &ast::Ident, argc: usize, span: Span) -> Option<usize> {
+        let Some(arity) = names::function_arity(&name.name) else {
+            let mut msg = format!("unknown function `{}`", name.name);
+            if let Some(s) = did_you_mean(&name.name, names::FUNCTIONS.iter().copied()) {
+                msg.push_str(&format!(" (did you mean `{s}`?)"));
+            }
+            self.error(Diagnostic::error(codes::UNKNOWN_NAME, name.span, msg).help(format!("functions: {}", names::FUNCTIONS.join(", "))));
+            return None;
+        };
+        if argc != arity {
+            self.error(Diagnostic::error(codes::TOO_MANY_ARGUMENTS, span, format!(
+                "`{}` takes {arity} argument(s), got {argc}",
+                name.name
+            )));
+            return None;
+        }
+        Some(arity)
     }
 
     fn primitive(&mut self, call: &Call, scope: &Scope, shape: Option<&Shape>) -> Option<(Layer, Shape)> {
         let name = call.name.name.as_str();
-        let sig: &[(&str, bool)] = match name {
-            "conv" => &[("out", false), ("kernel", false), ("stride", true), ("padding", true), ("groups", true), ("bias", true)],
-            "conv1x1" | "conv3x3" => &[("out", false), ("stride", true), ("groups", true), ("bias", true)],
-            "dropout" => &[("p", false)],
-            "avg_pool" | "max_pool" => &[("kernel", false), ("stride", true), ("padding", true)],
-            "linear" => &[("out", false), ("bias", true)],
-            "pad_shortcut" => &[("out", false), ("stride", true)],
-            _ => &[],
-        };
+        let sig = names::primitive_params(name);
         let args = self.bind(call, sig, scope)?;
         let get = |key: &str| sig.iter().position(|(p, _)| *p == key).and_then(|i| args[i]);
         let chw = match shape {
@@ -1007,22 +1160,7 @@ impl Checker {
             ExprKind::Var(name) => match scope.get(name) {
                 Some(v) => v,
                 None => {
-                    let mut msg = format!("unknown name `{name}`");
-                    if let Some(s) = did_you_mean(name, scope.names().chain(names::BUILTIN_VARS.iter().copied())) {
-                        msg.push_str(&format!(" (did you mean `{s}`?)"));
-                    }
-                    let in_scope: Vec<&str> = {
-                        let mut v: Vec<&str> = scope.names().collect();
-                        v.sort_unstable();
-                        v.dedup();
-                        v
-                    };
-                    let help = if in_scope.is_empty() {
-                        "nothing is in scope here; parameter defaults must be constants".to_string()
-                    } else {
-                        format!("in scope: {}", in_scope.join(", "))
-                    };
-                    self.error(Diagnostic::error(codes::UNKNOWN_NAME, e.span, msg).label("not defined").help(help));
+                    self.unknown_name(name, e.span, scope.names());
                     None
                 }
             },
@@ -1140,26 +1278,7 @@ impl Checker {
     }
 
     fn func(&mut self, name: &ast::Ident, values: &[Value], args: &[Expr], span: Span) -> Option<Value> {
-        let arity = match name.name.as_str() {
-            "min" | "max" => 2,
-            "floor" | "ceil" | "round" | "int" | "float" | "abs" => 1,
-            _ => {
-                let mut msg = format!("unknown function `{}`", name.name);
-                if let Some(s) = did_you_mean(&name.name, names::FUNCTIONS.iter().copied()) {
-                    msg.push_str(&format!(" (did you mean `{s}`?)"));
-                }
-                self.error(Diagnostic::error(codes::UNKNOWN_NAME, name.span, msg).help(format!("functions: {}", names::FUNCTIONS.join(", "))));
-                return None;
-            }
-        };
-        if values.len() != arity {
-            self.error(Diagnostic::error(codes::TOO_MANY_ARGUMENTS, span, format!(
-                "`{}` takes {arity} argument(s), got {}",
-                name.name,
-                values.len()
-            )));
-            return None;
-        }
+        self.function_arity(name, values.len(), span)?;
         let mut nums = Vec::new();
         for (v, a) in values.iter().zip(args) {
             match v {

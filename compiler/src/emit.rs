@@ -574,19 +574,11 @@ impl<'a> Emitter<'a> {
     fn ctor_primitive(&mut self, call: &Call, ctx: &mut DefCtx, out: &mut Vec<TokenStream>) -> Result<(), Vec<Diagnostic>> {
         let name = call.name.name.as_str();
         let field = format_ident!("{}", ctx.site(call.span));
-        let sig: &[&str] = match name {
-            "conv" => &["out", "kernel", "stride", "padding", "groups", "bias"],
-            "conv1x1" | "conv3x3" => &["out", "stride", "groups", "bias"],
-            "dropout" => &["p"],
-            "avg_pool" | "max_pool" => &["kernel", "stride", "padding"],
-            "linear" => &["out", "bias"],
-            "pad_shortcut" => &["out", "stride"],
-            _ => &[],
-        };
+        let sig: Vec<&str> = names::primitive_params(name).iter().map(|(p, _)| *p).collect();
         let mut positional = call.args.iter().filter(|a| a.name.is_none());
         let mut values: HashMap<&str, Typed> = HashMap::new();
         for p in sig {
-            let given = call.args.iter().find(|a| a.name.as_ref().is_some_and(|n| n.name == *p)).or_else(|| positional.next());
+            let given = call.args.iter().find(|a| a.name.as_ref().is_some_and(|n| n.name == p)).or_else(|| positional.next());
             if let Some(a) = given {
                 values.insert(p, self.expr(&a.value, ctx)?);
             }

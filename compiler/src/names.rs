@@ -17,6 +17,28 @@ pub const FUNCTIONS: &[&str] = &["floor", "ceil", "round", "int", "float", "min"
 /// Variables a block body sees besides its parameters: its input shape.
 pub const BUILTIN_VARS: &[&str] = &["in_channels", "in_height", "in_width"];
 
+/// A primitive's parameters in positional order, each with whether it has a default.
+pub fn primitive_params(name: &str) -> &'static [(&'static str, bool)] {
+    match name {
+        "conv" => &[("out", false), ("kernel", false), ("stride", true), ("padding", true), ("groups", true), ("bias", true)],
+        "conv1x1" | "conv3x3" => &[("out", false), ("stride", true), ("groups", true), ("bias", true)],
+        "dropout" => &[("p", false)],
+        "avg_pool" | "max_pool" => &[("kernel", false), ("stride", true), ("padding", true)],
+        "linear" => &[("out", false), ("bias", true)],
+        "pad_shortcut" => &[("out", false), ("stride", true)],
+        _ => &[],
+    }
+}
+
+/// The number of arguments an expression function takes, `None` for an unknown function.
+pub fn function_arity(name: &str) -> Option<usize> {
+    match name {
+        "min" | "max" => Some(2),
+        "floor" | "ceil" | "round" | "int" | "float" | "abs" => Some(1),
+        _ => None,
+    }
+}
+
 /// Whether `name` is a primitive layer.
 pub fn is_primitive(name: &str) -> bool {
     PRIMITIVES.contains(&name)
