@@ -1,6 +1,7 @@
 //! The build-script front door, in the style of prost-build.
 //!
 //! ```no_run
+//! # #![allow(clippy::needless_doctest_main)]
 //! // build.rs
 //! fn main() {
 //!     resnetc_compiler::Build::new()
@@ -172,11 +173,9 @@ impl Build {
         let mut files = Vec::new();
         for (file, code) in outputs {
             let unchanged = std::fs::read_to_string(&file).is_ok_and(|old| old == code);
-            if !unchanged {
-                if let Err(e) = std::fs::write(&file, code) {
-                    let d = Diagnostic::global(codes::IO, format!("cannot write {}: {e}", file.display()));
-                    return Err(error(&compilation, vec![d]));
-                }
+            if !unchanged && let Err(e) = std::fs::write(&file, code) {
+                let d = Diagnostic::global(codes::IO, format!("cannot write {}: {e}", file.display()));
+                return Err(error(&compilation, vec![d]));
             }
             files.push(file);
         }

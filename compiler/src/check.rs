@@ -117,6 +117,8 @@ pub fn check(prelude: &ast::File, user: &ast::File, source_name: &str, overrides
         return Err(checker.diags);
     };
     let result = checker.network(network, source_name, overrides);
+    // Report in reading order, whichever pass found each problem.
+    checker.diags.sort_by_key(|d| d.span.map_or((u32::MAX, usize::MAX), |s| (s.source.0, s.start)));
     match result {
         Some(net) if checker.diags.is_empty() => Ok(net),
         _ => {

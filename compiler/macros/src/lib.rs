@@ -97,7 +97,7 @@ impl TokenText {
         let end = end.max(start + 1);
         let mut hits = self.spans.iter().filter(|(s, e, _)| *s < end && start < *e);
         let first = hits.next()?.2;
-        let last = hits.last().map(|h| h.2);
+        let last = hits.next_back().map(|h| h.2);
         Some(last.and_then(|l| first.join(l)).unwrap_or(first))
     }
 }
