@@ -65,7 +65,7 @@ fn generate(network: &Network, with_comments: bool) -> Result<(TokenStream, Vec<
         pub use self::#module::#type_name;
 
         #[doc = #doc]
-        #[allow(unused_mut, unused_variables, unused_assignments, clippy::all)]
+        #[allow(dead_code, unused_mut, unused_variables, unused_assignments, clippy::all)]
         pub mod #module {
             #imports
 
