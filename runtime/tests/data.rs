@@ -1,0 +1,225 @@
+//! Dataset loading over fixtures built here in both CIFAR formats and as image folders.
+
+use resnetc_runtime::data::{load, rng, shuffled, Augment, DataError};
+use std::path::{Path, PathBuf};
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("resnetc-data-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// One CIFAR record: label byte(s), then 3072 pixels whose value encodes (image id, channel).
+fn record(labels: &[u8], id: u8) -> Vec<u8> {
+    let mut r = labels.to_vec();
+    for ch in 0..3u8 {
+        r.extend(std::iter::repeat_n(id.wrapping_mul(3).wrapping_add(ch), 1024));
+    }
+    r
+}
+
+fn cifar10(dir: &Path, per_batch: u8) {
+    for b in 1..=5u8 {
+        let bytes: Vec<u8> = (0..per_batch).flat_map(|i| record(&[(b + i) % 10], b * 10 + i)).collect();
+        std::fs::write(dir.join(format!("data_batch_{b}.bin")), bytes).unwrap();
+    }
+    let test: Vec<u8> = (0..per_batch).flat_map(|i| record(&[i % 10], 200 + i)).collect();
+    std::fs::write(dir.join("test_batch.bin"), test).unwrap();
+}
+
+fn message(e: DataError) -> String {
+    e.to_string()
+}
+
+#[test]
+fn cifar10_binary_loads_every_record() {
+    let dir = temp("c10");
+    cifar10(&dir, 3);
+    let ds = load(&dir, [3, 32, 32]).unwrap();
+    assert_eq!(ds.format, "cifar10-binary");
+    assert_eq!(ds.train.len(), 15);
+    assert_eq!(ds.test.len(), 3);
+    assert_eq!(ds.classes.len(), 10);
+    assert_eq!(ds.train.labels[0], 1, "first record of data_batch_1");
+    let img = ds.train.image(4); // data_batch_2, record 1: id 21
+    assert_eq!((img[0], img[1024], img[2048]), (63, 64, 65), "R, G, B planes in order");
+    assert_eq!(ds.train.labels[4], 3);
+}
+
+#[test]
+fn cifar10_defects_name_the_file() {
+    let dir = temp("c10-bad");
+    cifar10(&dir, 2);
+    let mut bytes = std::fs::read(dir.join("data_batch_2.bin")).unwrap();
+    bytes.pop();
+    std::fs::write(dir.join("data_batch_2.bin"), &bytes).unwrap();
+    let e = message(load(&dir, [3, 32, 32]).unwrap_err());
+    assert!(e.contains("data_batch_2.bin") && e.contains("truncated"), "{e}");
+
+    cifar10(&dir, 2);
+    std::fs::write(dir.join("test_batch.bin"), record(&[12], 0)).unwrap();
+    let e = message(load(&dir, [3, 32, 32]).unwrap_err());
+    assert!(e.contains("test_batch.bin") && e.contains("label 12 is out of range"), "{e}");
+
+    cifar10(&dir, 2);
+    std::fs::remove_file(dir.join("data_batch_4.bin")).unwrap();
+    let e = message(load(&dir, [3, 32, 32]).unwrap_err());
+    assert!(e.contains("data_batch_4.bin") && e.contains("missing"), "{e}");
+
+    cifar10(&dir, 2);
+    let e = message(load(&dir, [3, 64, 64]).unwrap_err());
+    assert!(e.contains("3×32×32"), "{e}");
+}
+
+#[test]
+fn cifar100_binary_uses_fine_labels() {
+    let dir = temp("c100").join("cifar-100-binary");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("train.bin"), [record(&[3, 77], 1), record(&[19, 99], 2)].concat()).unwrap();
+    std::fs::write(dir.join("test.bin"), record(&[0, 5], 3)).unwrap();
+    let ds = load(dir.parent().unwrap(), [3, 32, 32]).unwrap();
+    assert_eq!(ds.format, "cifar100-binary");
+    assert_eq!(ds.train.labels, vec![77, 99]);
+    assert_eq!(ds.test.labels, vec![5]);
+    std::fs::write(dir.join("test.bin"), record(&[0, 100], 3)).unwrap();
+    assert!(message(load(&dir, [3, 32, 32]).unwrap_err()).contains("label 100 is out of range 0..100"));
+}
+
+fn png(path: &Path, w: u32, h: u32, gray: bool, value: u8) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    if gray {
+        image::GrayImage::from_pixel(w, h, image::Luma([value])).save(path).unwrap();
+    } else {
+        image::RgbImage::from_pixel(w, h, image::Rgb([value, value / 2, 255 - value])).save(path).unwrap();
+    }
+}
+
+fn folders(root: &Path) {
+    png(&root.join("train/cat/1.png"), 8, 8, false, 10);
+    png(&root.join("train/cat/2.png"), 8, 8, true, 20);
+    png(&root.join("train/dog/1.png"), 8, 8, false, 30);
+    png(&root.join("test/cat/1.png"), 8, 8, false, 40);
+    png(&root.join("test/dog/1.png"), 8, 8, false, 50);
+}
+
+#[test]
+fn image_folders_load_with_sorted_classes() {
+    let dir = temp("folders");
+    folders(&dir);
+    let ds = load(&dir, [3, 8, 8]).unwrap();
+    assert_eq!(ds.format, "image-folder");
+    assert_eq!(ds.classes, vec!["cat", "dog"]);
+    assert_eq!(ds.train.labels, vec![0, 0, 1]);
+    assert_eq!(ds.test.labels, vec![0, 1]);
+    let rgb = ds.train.image(0);
+    assert_eq!((rgb[0], rgb[64], rgb[128]), (10, 5, 245));
+    let gray = ds.train.image(1);
+    assert_eq!((gray[0], gray[64], gray[128]), (20, 20, 20), "grayscale becomes three equal channels");
+}
+
+#[test]
+fn image_folder_defects_name_the_file() {
+    let dir = temp("folders-bad");
+    folders(&dir);
+    png(&dir.join("train/dog/2.png"), 9, 8, false, 1);
+    let e = message(load(&dir, [3, 8, 8]).unwrap_err());
+    assert!(e.contains("train/dog/2.png") && e.contains("9×8"), "{e}");
+
+    std::fs::write(dir.join("train/dog/2.png"), b"not a png").unwrap();
+    let e = message(load(&dir, [3, 8, 8]).unwrap_err());
+    assert!(e.contains("train/dog/2.png") && e.contains("unreadable"), "{e}");
+
+    std::fs::remove_file(dir.join("train/dog/2.png")).unwrap();
+    std::fs::create_dir_all(dir.join("train/emu")).unwrap();
+    std::fs::create_dir_all(dir.join("test/emu")).unwrap();
+    std::fs::write(dir.join("train/emu/notes.txt"), b"no images").unwrap();
+    std::fs::write(dir.join("test/emu/notes.txt"), b"no images").unwrap();
+    let e = message(load(&dir, [3, 8, 8]).unwrap_err());
+    assert!(e.contains("train/emu") && e.contains("empty class folder"), "{e}");
+
+    std::fs::remove_dir_all(dir.join("test/emu")).unwrap();
+    let e = message(load(&dir, [3, 8, 8]).unwrap_err());
+    assert!(e.contains("differ"), "{e}");
+
+    let e = message(load(&temp("nothing"), [3, 8, 8]).unwrap_err());
+    assert!(e.contains("no CIFAR binary files"), "{e}");
+}
+
+#[test]
+fn archives_load_like_folders() {
+    let dir = temp("tar");
+    let tree = dir.join("tree");
+    folders(&tree.join("cifar-mini"));
+    for (name, gz) in [("mini.tar", false), ("mini.tar.gz", true)] {
+        let file = std::fs::File::create(dir.join(name)).unwrap();
+        let writer: Box<dyn std::io::Write> =
+            if gz { Box::new(flate2::write::GzEncoder::new(file, flate2::Compression::fast())) } else { Box::new(file) };
+        let mut builder = tar::Builder::new(writer);
+        builder.append_dir_all(".", &tree).unwrap();
+        builder.into_inner().unwrap().flush().unwrap();
+        let ds = load(&dir.join(name), [3, 8, 8]).unwrap();
+        assert_eq!(ds.classes, vec!["cat", "dog"], "{name}");
+        assert_eq!(ds.train.len(), 3, "{name}");
+        assert_eq!(ds, load(&tree, [3, 8, 8]).unwrap(), "{name}: same as the folder");
+    }
+    std::fs::write(dir.join("broken.tar.gz"), b"\x1f\x8b\x08garbage").unwrap();
+    let e = message(load(&dir.join("broken.tar.gz"), [3, 8, 8]).unwrap_err());
+    assert!(e.contains("broken.tar.gz") && e.contains("corrupt archive"), "{e}");
+}
+
+use std::io::Write as _;
+
+#[test]
+fn augmentation_normalises_crops_flips_deterministically() {
+    let dir = temp("aug");
+    png(&dir.join("train/a/1.png"), 8, 8, false, 100);
+    png(&dir.join("test/a/1.png"), 8, 8, false, 100);
+    let ds = load(&dir, [3, 8, 8]).unwrap();
+    let (mean, std) = ds.train.channel_stats();
+    assert!((mean[0] - 100.0 / 255.0).abs() < 1e-6 && std[0].abs() < 1e-6);
+    let aug = Augment { mean: vec![0.5; 3], std: vec![0.25; 3], pad: 4, flip: true };
+    let mut plain = Vec::new();
+    aug.batch(&ds.train, &[0], None, &mut plain);
+    assert_eq!(plain.len(), 3 * 64);
+    assert!((plain[0] - (100.0 / 255.0 - 0.5) / 0.25).abs() < 1e-6, "no rng: normalised, not moved");
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let mut zeros_seen = false;
+    for seed in 0..20 {
+        aug.batch(&ds.train, &[0, 0], Some(&mut rng(seed)), &mut a);
+        aug.batch(&ds.train, &[0, 0], Some(&mut rng(seed)), &mut b);
+        assert_eq!(a, b, "same seed, same batch");
+        zeros_seen |= a.iter().any(|v| (v - (0.0 - 0.5) / 0.25).abs() < 1e-6);
+    }
+    assert!(zeros_seen, "crops reach into the zero padding");
+    let p = shuffled(100, &mut rng(7));
+    let mut sorted = p.clone();
+    sorted.sort();
+    assert_eq!(sorted, (0..100).collect::<Vec<_>>());
+    assert_eq!(p, shuffled(100, &mut rng(7)));
+    assert_ne!(p, shuffled(100, &mut rng(8)));
+}
+
+#[test]
+fn flips_mirror_columns() {
+    let dir = temp("flip");
+    let mut img = image::RgbImage::new(4, 4);
+    for (x, _, p) in img.enumerate_pixels_mut() {
+        *p = image::Rgb([x as u8 * 60, 0, 0]);
+    }
+    std::fs::create_dir_all(dir.join("train/a")).unwrap();
+    std::fs::create_dir_all(dir.join("test/a")).unwrap();
+    img.save(dir.join("train/a/1.png")).unwrap();
+    img.save(dir.join("test/a/1.png")).unwrap();
+    let ds = load(&dir, [3, 4, 4]).unwrap();
+    let aug = Augment { mean: vec![0.0; 3], std: vec![1.0; 3], pad: 0, flip: true };
+    let mut out = Vec::new();
+    let mut flipped = false;
+    for seed in 0..16 {
+        aug.batch(&ds.train, &[0], Some(&mut rng(seed)), &mut out);
+        let row: Vec<u8> = out[..4].iter().map(|v| (v * 255.0).round() as u8).collect();
+        assert!(row == [0, 60, 120, 180] || row == [180, 120, 60, 0], "{row:?}");
+        flipped |= row[0] == 180;
+    }
+    assert!(flipped, "some seeds flip");
+}
