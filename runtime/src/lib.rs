@@ -4,3 +4,4 @@
 //! with the papers' augmentation. The trainer is the next step (see the runtime issue).
 
 pub mod data;
+pub mod model;

@@ -1,0 +1,424 @@
+//! Networks built at run time from the checked IR, so any `.net` file trains without Rust.
+//!
+//! [`DynNet`] holds the same Burn modules under the same parameter paths as the struct
+//! `resnetc compile` emits (`stage2.0.conv3.weight`), initialised the same way, and runs the
+//! same forward pass: a checkpoint saved from one loads into the other (`tests/model.rs`
+//! proves it, with equal outputs, for specs covering every construct).
+
+use burn::module::{Devices, Module, ModuleMapper, ModuleVisitor};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::{Device, Tensor};
+use resnetc_compiler::ir::{Layer, Network, Node, NodeKind};
+use resnetc_compiler::syntax::ast::Combinator;
+
+/// A module a block holds under a field name.
+#[derive(Clone, Debug)]
+enum Field {
+    Conv(Conv2d),
+    Bn(BatchNorm),
+    Linear(Linear),
+    Dropout(Dropout),
+    AvgPool(AvgPool2d),
+    MaxPool(MaxPool2d),
+    Block(DynBlock),
+    Stage(Vec<DynBlock>),
+}
+
+/// One step of a block's forward pass.
+#[derive(Clone, Debug)]
+enum Op {
+    /// Run the field at this index.
+    Field(usize),
+    Relu,
+    Sigmoid,
+    GlobalAvgPool,
+    PadShortcut { stride: usize, before: usize, after: usize },
+    Combine { combinator: Option<Combinator>, arms: Vec<Vec<Op>> },
+}
+
+/// One expanded block (or the network's top level): its fields, named as in the emitted
+/// struct, and the operations of its forward pass.
+#[derive(Clone, Debug)]
+pub struct DynBlock {
+    fields: Vec<(String, Field)>,
+    ops: Vec<Op>,
+}
+
+/// A network built from its IR; parameter paths and forward pass equal the emitted code's.
+#[derive(Clone, Debug)]
+pub struct DynNet {
+    root: DynBlock,
+}
+
+/// A batch in flight: images, or feature vectors after a `linear`.
+enum Act {
+    Maps(Tensor<4>),
+    Flat(Tensor<2>),
+}
+
+impl Act {
+    fn maps(self) -> Tensor<4> {
+        match self {
+            Act::Maps(t) => t,
+            // The checker only lets 4-D layers see C×H×W inputs.
+            Act::Flat(t) => {
+                let [n, c] = t.dims();
+                t.reshape([n, c, 1, 1])
+            }
+        }
+    }
+    fn flat(self) -> Tensor<2> {
+        match self {
+            Act::Maps(t) => t.flatten::<2>(1, 3),
+            Act::Flat(t) => t,
+        }
+    }
+}
+
+impl DynNet {
+    /// Build the network on `device`, initialised as the emitted `new` does.
+    pub fn new(network: &Network, device: &Device) -> Self {
+        DynNet { root: DynBlock::build(&network.body, device) }
+    }
+
+    /// Run a batch `[N, C, H, W]` to class scores `[N, classes]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.root.run(&self.root.ops, Act::Maps(x)).flat()
+    }
+
+    /// Names and shapes of every tensor the module records (parameters and BatchNorm statistics).
+    pub fn tensor_paths(&self) -> Vec<(String, Vec<usize>)> {
+        tensor_paths(self)
+    }
+}
+
+/// Names and shapes of every tensor a module records, sorted: compare two modules' layouts.
+pub fn tensor_paths<M: Module>(module: &M) -> Vec<(String, Vec<usize>)> {
+    struct Paths {
+        path: Vec<String>,
+        out: Vec<(String, Vec<usize>)>,
+    }
+    impl ModuleVisitor for Paths {
+        fn enter_module(&mut self, name: &str, _container: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            self.out.push((self.path.join("."), param.val().dims().to_vec()));
+        }
+    }
+    let mut p = Paths { path: Vec::new(), out: Vec::new() };
+    module.visit(&mut p);
+    p.out.sort();
+    p.out
+}
+
+/// He-normal (fan-out) initialisation, as the emitted code uses.
+fn conv(in_channels: u64, out_channels: u64, kernel: u64, stride: u64, padding: u64, groups: u64, bias: bool, device: &Device) -> Conv2d {
+    let (k, s, p) = (kernel as usize, stride as usize, padding as usize);
+    Conv2dConfig::new([in_channels as usize, out_channels as usize], [k, k])
+        .with_stride([s, s])
+        .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+        .with_groups(groups as usize)
+        .with_bias(bias)
+        .with_initializer(Initializer::KaimingNormal { gain: std::f64::consts::SQRT_2, fan_out_only: true })
+        .init(device)
+}
+
+fn leaf(name: &str) -> String {
+    name.rsplit('.').next().unwrap_or(name).to_string()
+}
+
+impl DynBlock {
+    fn build(body: &[Node], device: &Device) -> Self {
+        let mut block = DynBlock { fields: Vec::new(), ops: Vec::new() };
+        block.ops = block.build_ops(body, device);
+        block
+    }
+
+    fn field(&mut self, name: &str, field: Field) -> Op {
+        self.fields.push((leaf(name), field));
+        Op::Field(self.fields.len() - 1)
+    }
+
+    fn build_ops(&mut self, body: &[Node], device: &Device) -> Vec<Op> {
+        let mut ops = Vec::new();
+        for node in body {
+            let op = match &node.kind {
+                NodeKind::Layer(layer) => match *layer {
+                    Layer::Conv { in_channels, out_channels, kernel, stride, padding, groups, bias } => {
+                        let c = conv(in_channels, out_channels, kernel, stride, padding, groups, bias, device);
+                        self.field(&node.name, Field::Conv(c))
+                    }
+                    Layer::BatchNorm { features } => {
+                        self.field(&node.name, Field::Bn(BatchNormConfig::new(features as usize).init(device)))
+                    }
+                    Layer::Linear { in_features, out_features, bias } => {
+                        let l = LinearConfig::new(in_features as usize, out_features as usize).with_bias(bias).init(device);
+                        self.field(&node.name, Field::Linear(l))
+                    }
+                    Layer::Dropout { p } => self.field(&node.name, Field::Dropout(DropoutConfig::new(p).init())),
+                    Layer::AvgPool { kernel, stride, padding } => {
+                        let (k, s, p) = (kernel as usize, stride as usize, padding as usize);
+                        let pool = AvgPool2dConfig::new([k, k]).with_strides([s, s]).with_padding(PaddingConfig2d::Explicit(p, p, p, p)).init();
+                        self.field(&node.name, Field::AvgPool(pool))
+                    }
+                    Layer::MaxPool { kernel, stride, padding } => {
+                        let (k, s, p) = (kernel as usize, stride as usize, padding as usize);
+                        let pool = MaxPool2dConfig::new([k, k]).with_strides([s, s]).with_padding(PaddingConfig2d::Explicit(p, p, p, p)).init();
+                        self.field(&node.name, Field::MaxPool(pool))
+                    }
+                    Layer::Relu => Op::Relu,
+                    Layer::Sigmoid => Op::Sigmoid,
+                    Layer::Identity => continue,
+                    Layer::GlobalAvgPool => Op::GlobalAvgPool,
+                    Layer::PadShortcut { stride, before, after } => {
+                        Op::PadShortcut { stride: stride as usize, before: before as usize, after: after as usize }
+                    }
+                },
+                NodeKind::Block { body, .. } => {
+                    let child = DynBlock::build(body, device);
+                    self.field(&node.name, Field::Block(child))
+                }
+                NodeKind::Stage { blocks, .. } => {
+                    let children = blocks
+                        .iter()
+                        .map(|b| match &b.kind {
+                            NodeKind::Block { body, .. } => DynBlock::build(body, device),
+                            _ => DynBlock { fields: Vec::new(), ops: Vec::new() },
+                        })
+                        .collect();
+                    self.field(&node.name, Field::Stage(children))
+                }
+                NodeKind::Combine { combinator, arms } => {
+                    let arms = arms.iter().map(|arm| self.build_ops(arm, device)).collect();
+                    Op::Combine { combinator: *combinator, arms }
+                }
+            };
+            ops.push(op);
+        }
+        ops
+    }
+
+    fn forward_block(&self, x: Act) -> Act {
+        self.run(&self.ops, x)
+    }
+
+    fn run(&self, ops: &[Op], mut x: Act) -> Act {
+        for op in ops {
+            x = match op {
+                Op::Field(i) => match &self.fields[*i].1 {
+                    Field::Conv(m) => Act::Maps(m.forward(x.maps())),
+                    Field::Bn(m) => Act::Maps(m.forward(x.maps())),
+                    Field::Linear(m) => Act::Flat(m.forward(x.flat())),
+                    Field::Dropout(m) => match x {
+                        Act::Maps(t) => Act::Maps(m.forward(t)),
+                        Act::Flat(t) => Act::Flat(m.forward(t)),
+                    },
+                    Field::AvgPool(m) => Act::Maps(m.forward(x.maps())),
+                    Field::MaxPool(m) => Act::Maps(m.forward(x.maps())),
+                    Field::Block(b) => b.forward_block(x),
+                    Field::Stage(blocks) => blocks.iter().fold(x, |x, b| b.forward_block(x)),
+                },
+                Op::Relu => match x {
+                    Act::Maps(t) => Act::Maps(relu(t)),
+                    Act::Flat(t) => Act::Flat(relu(t)),
+                },
+                Op::Sigmoid => match x {
+                    Act::Maps(t) => Act::Maps(sigmoid(t)),
+                    Act::Flat(t) => Act::Flat(sigmoid(t)),
+                },
+                Op::GlobalAvgPool => Act::Maps(burn::tensor::module::adaptive_avg_pool2d(x.maps(), [1, 1])),
+                Op::PadShortcut { stride, before, after } => {
+                    let t = x.maps();
+                    let [_, _, h, w] = t.dims();
+                    let s = *stride;
+                    let t = t.slice(burn::tensor::s![.., .., 0..h;s, 0..w;s]);
+                    Act::Maps(t.pad([(0, 0), (*before, *after), (0, 0), (0, 0)], burn::tensor::ops::PadMode::Constant(0.0)))
+                }
+                Op::Combine { combinator, arms } => {
+                    let flat = matches!(x, Act::Flat(_));
+                    let input = x;
+                    let mut outs: Vec<Act> = Vec::with_capacity(arms.len());
+                    let (mut maps_in, mut flat_in) = match input {
+                        Act::Maps(t) => (Some(t), None),
+                        Act::Flat(t) => (None, Some(t)),
+                    };
+                    for (i, arm) in arms.iter().enumerate() {
+                        let last = i + 1 == arms.len();
+                        let branch_input = if flat {
+                            let t = if last { flat_in.take().expect("input kept for the last arm") } else { flat_in.clone().expect("input kept") };
+                            Act::Flat(t)
+                        } else {
+                            let t = if last { maps_in.take().expect("input kept for the last arm") } else { maps_in.clone().expect("input kept") };
+                            Act::Maps(t)
+                        };
+                        outs.push(self.run(arm, branch_input));
+                    }
+                    combine(*combinator, outs)
+                }
+            };
+        }
+        x
+    }
+}
+
+fn combine(combinator: Option<Combinator>, outs: Vec<Act>) -> Act {
+    let mut it = outs.into_iter();
+    let first = it.next().expect("a combination has an arm");
+    match combinator {
+        None => first,
+        Some(Combinator::Concat) => {
+            let mut all = vec![first.maps()];
+            all.extend(it.map(Act::maps));
+            Act::Maps(Tensor::cat(all, 1))
+        }
+        Some(c) => it.fold(first, |acc, next| match (acc, next) {
+            (Act::Flat(a), Act::Flat(b)) => Act::Flat(if c == Combinator::Add { a + b } else { a * b }),
+            (a, b) => {
+                let (a, b) = (a.maps(), b.maps());
+                Act::Maps(if c == Combinator::Add { a + b } else { a * b })
+            }
+        }),
+    }
+}
+
+// The Module implementation walks fields under their names, as `#[derive(Module)]` does for
+// the emitted structs, so records (checkpoints) are interchangeable.
+
+macro_rules! each_field {
+    ($field:expr, $m:ident => $body:expr) => {
+        match $field {
+            Field::Conv($m) => Field::Conv($body),
+            Field::Bn($m) => Field::Bn($body),
+            Field::Linear($m) => Field::Linear($body),
+            Field::Dropout($m) => Field::Dropout($body),
+            Field::AvgPool($m) => Field::AvgPool($body),
+            Field::MaxPool($m) => Field::MaxPool($body),
+            Field::Block($m) => Field::Block($body),
+            Field::Stage($m) => Field::Stage($body),
+        }
+    };
+}
+
+macro_rules! visit_field {
+    ($field:expr, $m:ident => $body:expr) => {
+        match $field {
+            Field::Conv($m) => $body,
+            Field::Bn($m) => $body,
+            Field::Linear($m) => $body,
+            Field::Dropout($m) => $body,
+            Field::AvgPool($m) => $body,
+            Field::MaxPool($m) => $body,
+            Field::Block($m) => $body,
+            Field::Stage($m) => $body,
+        }
+    };
+}
+
+impl Module for Field {
+    fn collect_devices(&self, devices: Devices) -> Devices {
+        visit_field!(self, m => m.collect_devices(devices))
+    }
+    fn fork(self, device: &Device) -> Self {
+        each_field!(self, m => m.fork(device))
+    }
+    fn to_device(self, device: &Device) -> Self {
+        each_field!(self, m => m.to_device(device))
+    }
+    fn train(self) -> Self {
+        each_field!(self, m => m.train())
+    }
+    fn valid(&self) -> Self {
+        each_field!(self, m => m.valid())
+    }
+    fn materialize(self) -> Self {
+        each_field!(self, m => m.materialize())
+    }
+    fn visit<V: ModuleVisitor>(&self, visitor: &mut V) {
+        visit_field!(self, m => m.visit(visitor))
+    }
+    fn map<M: ModuleMapper>(self, mapper: &mut M) -> Self {
+        each_field!(self, m => m.map(mapper))
+    }
+}
+
+impl DynBlock {
+    fn map_fields(self, mut f: impl FnMut(&str, Field) -> Field) -> Self {
+        let fields = self.fields.into_iter().map(|(name, field)| {
+            let field = f(&name, field);
+            (name, field)
+        });
+        DynBlock { fields: fields.collect(), ops: self.ops }
+    }
+}
+
+const CONTAINER: &str = "Struct:DynBlock";
+
+impl Module for DynBlock {
+    fn collect_devices(&self, devices: Devices) -> Devices {
+        self.fields.iter().fold(devices, |d, (_, f)| f.collect_devices(d))
+    }
+    fn fork(self, device: &Device) -> Self {
+        self.map_fields(|_, f| f.fork(device))
+    }
+    fn to_device(self, device: &Device) -> Self {
+        self.map_fields(|_, f| f.to_device(device))
+    }
+    fn train(self) -> Self {
+        self.map_fields(|_, f| f.train())
+    }
+    fn valid(&self) -> Self {
+        DynBlock { fields: self.fields.iter().map(|(n, f)| (n.clone(), f.valid())).collect(), ops: self.ops.clone() }
+    }
+    fn materialize(self) -> Self {
+        self.map_fields(|_, f| f.materialize())
+    }
+    fn visit<V: ModuleVisitor>(&self, visitor: &mut V) {
+        for (name, field) in &self.fields {
+            visitor.enter_module(name, CONTAINER);
+            field.visit(visitor);
+            visitor.exit_module(name, CONTAINER);
+        }
+    }
+    fn map<M: ModuleMapper>(self, mapper: &mut M) -> Self {
+        self.map_fields(|name, f| {
+            mapper.enter_module(name, CONTAINER);
+            let f = f.map(mapper);
+            mapper.exit_module(name, CONTAINER);
+            f
+        })
+    }
+}
+
+impl Module for DynNet {
+    fn collect_devices(&self, devices: Devices) -> Devices {
+        self.root.collect_devices(devices)
+    }
+    fn fork(self, device: &Device) -> Self {
+        DynNet { root: self.root.fork(device) }
+    }
+    fn to_device(self, device: &Device) -> Self {
+        DynNet { root: self.root.to_device(device) }
+    }
+    fn train(self) -> Self {
+        DynNet { root: self.root.train() }
+    }
+    fn valid(&self) -> Self {
+        DynNet { root: self.root.valid() }
+    }
+    fn materialize(self) -> Self {
+        DynNet { root: self.root.materialize() }
+    }
+    fn visit<V: ModuleVisitor>(&self, visitor: &mut V) {
+        self.root.visit(visitor)
+    }
+    fn map<M: ModuleMapper>(self, mapper: &mut M) -> Self {
+        DynNet { root: self.root.map(mapper) }
+    }
+}
