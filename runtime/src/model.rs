@@ -118,8 +118,11 @@ pub fn tensor_paths<M: Module>(module: &M) -> Vec<(String, Vec<usize>)> {
     p.out
 }
 
-/// He-normal (fan-out) initialisation, as the emitted code uses.
-fn conv(in_channels: u64, out_channels: u64, kernel: u64, stride: u64, padding: u64, groups: u64, bias: bool, device: &Device) -> Conv2d {
+/// A convolution layer, He-normal (fan-out) initialised as the emitted code does.
+fn conv(layer: &Layer, device: &Device) -> Conv2d {
+    let Layer::Conv { in_channels, out_channels, kernel, stride, padding, groups, bias } = *layer else {
+        unreachable!("conv() is called for convolution layers only")
+    };
     let (k, s, p) = (kernel as usize, stride as usize, padding as usize);
     Conv2dConfig::new([in_channels as usize, out_channels as usize], [k, k])
         .with_stride([s, s])
@@ -151,10 +154,7 @@ impl DynBlock {
         for node in body {
             let op = match &node.kind {
                 NodeKind::Layer(layer) => match *layer {
-                    Layer::Conv { in_channels, out_channels, kernel, stride, padding, groups, bias } => {
-                        let c = conv(in_channels, out_channels, kernel, stride, padding, groups, bias, device);
-                        self.field(&node.name, Field::Conv(c))
-                    }
+                    Layer::Conv { .. } => self.field(&node.name, Field::Conv(conv(layer, device))),
                     Layer::BatchNorm { features } => {
                         self.field(&node.name, Field::Bn(BatchNormConfig::new(features as usize).init(device)))
                     }
