@@ -1,7 +1,14 @@
 //! Training and evaluation of resnetc networks on CIFAR-10/100.
 //!
-//! So far: [`data`], loading both CIFAR formats and image folders (plain or in a tar)
-//! with the papers' augmentation. The trainer is the next step (see the runtime issue).
+//! What is here so far:
+//! - [`data`]: both CIFAR binary formats and image folders (plain, `.tar`, `.tar.gz`), decoded
+//!   once, with the papers' augmentation, deterministic for a seed;
+//! - [`model`]: any checked network built at run time from its IR, with the parameter paths
+//!   of the code `resnetc compile` emits, so checkpoints are interchangeable;
+//! - [`recipe`]: the papers' training recipes as YAML, every key overridable.
+//!
+//! The trainer (`resnetc train`/`eval`) is the next step.
 
 pub mod data;
 pub mod model;
+pub mod recipe;

@@ -1,0 +1,263 @@
+//! Training recipes: the papers' optimiser and schedule settings, as YAML files in `recipes/`.
+//!
+//! Parsed with serde and `serde_norway`; an unknown or mistyped key is an error naming the
+//! file, line and column. Every key can be overridden by its dotted path (`optimizer.lr=0.05`,
+//! `schedule.milestones=[100,150]`), as `resnetc train --set-recipe` will do.
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// SGD settings, PyTorch semantics (dampening 0 unless set: Burn's own default is 0.1).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Optimizer {
+    pub lr: f64,
+    pub momentum: f64,
+    #[serde(default)]
+    pub nesterov: bool,
+    #[serde(default)]
+    pub dampening: f64,
+    pub weight_decay: f64,
+}
+
+/// How the learning rate changes over epochs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Schedule {
+    /// Constant learning rate.
+    Constant,
+    /// Multiply by `gamma` at each milestone epoch.
+    Multistep { milestones: Vec<u32>, gamma: f64 },
+    /// Cosine annealing from the base rate to `min_lr` over all epochs.
+    Cosine {
+        #[serde(default)]
+        min_lr: f64,
+    },
+}
+
+/// A constant learning rate for the first iterations (He et al. for the 110+ layer nets).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Warmup {
+    pub lr: f64,
+    pub iterations: u64,
+}
+
+/// Data augmentation: zero padding before a random crop, horizontal flips.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AugmentConfig {
+    pub pad: usize,
+    pub flip: bool,
+}
+
+/// Per-channel normalisation; computed from the training set when absent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Normalize {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+/// A training recipe.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    pub optimizer: Optimizer,
+    pub batch_size: usize,
+    pub epochs: u32,
+    pub schedule: Schedule,
+    #[serde(default)]
+    pub warmup: Option<Warmup>,
+    #[serde(default)]
+    pub label_smoothing: f64,
+    pub augment: AugmentConfig,
+    #[serde(default)]
+    pub normalize: Option<Normalize>,
+}
+
+/// A recipe that could not be read, with where.
+#[derive(Debug, thiserror::Error)]
+#[error("{location}: {message}")]
+pub struct RecipeError {
+    /// `file:line:column`, or just the file.
+    pub location: String,
+    pub message: String,
+}
+
+/// The shipped recipes, by file stem.
+pub const SHIPPED: &[(&str, &str)] = &[
+    ("resnet-cifar", include_str!("../../recipes/resnet-cifar.yaml")),
+    ("wrn-cifar", include_str!("../../recipes/wrn-cifar.yaml")),
+    ("resnext-cifar", include_str!("../../recipes/resnext-cifar.yaml")),
+    ("densenet-cifar", include_str!("../../recipes/densenet-cifar.yaml")),
+];
+
+/// The recipe a network trains with by default, from its family (the network's name).
+pub fn default_for(network: &str) -> &'static str {
+    if network.starts_with("wrn") || network.starts_with("wide") {
+        "wrn-cifar"
+    } else if network.starts_with("resnext") {
+        "resnext-cifar"
+    } else if network.starts_with("densenet") {
+        "densenet-cifar"
+    } else {
+        "resnet-cifar"
+    }
+}
+
+impl Recipe {
+    /// Parse YAML text; `name` is used in error locations.
+    pub fn parse(name: &str, text: &str) -> Result<Recipe, RecipeError> {
+        serde_norway::from_str(text).map_err(|e| yaml_error(name, &e))
+    }
+
+    /// Read a recipe file.
+    pub fn load(path: &Path) -> Result<Recipe, RecipeError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| RecipeError { location: path.display().to_string(), message: format!("cannot read: {e}") })?;
+        Recipe::parse(&path.display().to_string(), &text)
+    }
+
+    /// A shipped recipe by name (`resnet-cifar`, ...).
+    pub fn shipped(name: &str) -> Result<Recipe, RecipeError> {
+        let (_, text) = SHIPPED.iter().find(|(n, _)| *n == name).ok_or_else(|| RecipeError {
+            location: format!("recipes/{name}.yaml"),
+            message: format!(
+                "no such shipped recipe; the recipes are {}",
+                SHIPPED.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            ),
+        })?;
+        Recipe::parse(&format!("recipes/{name}.yaml"), text)
+    }
+
+    /// Set a key by dotted path from `KEY=VALUE` text (the value is YAML: `0.05`, `true`, `[60, 120]`).
+    pub fn set(&self, assignment: &str) -> Result<Recipe, RecipeError> {
+        let bad = |message: String| RecipeError { location: format!("--set {assignment}"), message };
+        let (key, value) = assignment.split_once('=').ok_or_else(|| bad("expected KEY=VALUE, e.g. optimizer.lr=0.05".into()))?;
+        let value: serde_norway::Value = serde_norway::from_str(value.trim()).map_err(|e| bad(format!("bad value: {e}")))?;
+        let mut tree = serde_norway::to_value(self).map_err(|e| bad(e.to_string()))?;
+        let mut node = &mut tree;
+        let parts: Vec<&str> = key.trim().split('.').collect();
+        for (i, part) in parts.iter().enumerate() {
+            let map = node.as_mapping_mut().ok_or_else(|| bad(format!("`{}` is not a section", parts[..i].join("."))))?;
+            let k = serde_norway::Value::String(part.to_string());
+            if i + 1 == parts.len() {
+                map.insert(k, value.clone());
+                break;
+            }
+            if !map.contains_key(&k) {
+                // Optional sections (warmup, normalize) may be set key by key.
+                map.insert(k.clone(), serde_norway::Value::Mapping(Default::default()));
+            }
+            node = map.get_mut(&k).expect("inserted above");
+        }
+        serde_norway::from_value(tree).map_err(|e| bad(e.to_string()))
+    }
+
+    /// The learning rate for a 0-based `iteration`, with `per_epoch` iterations an epoch.
+    pub fn lr_at(&self, iteration: u64, per_epoch: u64) -> f64 {
+        if let Some(w) = &self.warmup
+            && iteration < w.iterations
+        {
+            return w.lr;
+        }
+        let base = self.optimizer.lr;
+        let epoch = iteration / per_epoch.max(1);
+        match &self.schedule {
+            Schedule::Constant => base,
+            Schedule::Multistep { milestones, gamma } => {
+                let passed = milestones.iter().filter(|m| epoch >= u64::from(**m)).count();
+                base * gamma.powi(passed as i32)
+            }
+            Schedule::Cosine { min_lr } => {
+                let total = (u64::from(self.epochs) * per_epoch.max(1)) as f64;
+                let t = (iteration as f64 / total).min(1.0);
+                min_lr + (base - min_lr) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+        }
+    }
+}
+
+fn yaml_error(name: &str, e: &serde_norway::Error) -> RecipeError {
+    let location = match e.location() {
+        Some(l) => format!("{name}:{}:{}", l.line(), l.column()),
+        None => name.to_string(),
+    };
+    // serde_norway appends "at line L column C" to its message; the location says it already.
+    let message = e.to_string();
+    let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+    RecipeError { location, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shipped_recipe_parses_and_matches_its_paper() {
+        for (name, _) in SHIPPED {
+            Recipe::shipped(name).unwrap();
+        }
+        let r = Recipe::shipped("resnet-cifar").unwrap();
+        assert_eq!((r.batch_size, r.epochs, r.optimizer.weight_decay), (128, 164, 1e-4));
+        assert_eq!(r.optimizer.dampening, 0.0);
+        let w = Recipe::shipped("wrn-cifar").unwrap();
+        assert!(w.optimizer.nesterov);
+        assert_eq!(w.schedule, Schedule::Multistep { milestones: vec![60, 120, 160], gamma: 0.2 });
+        let d = Recipe::shipped("densenet-cifar").unwrap();
+        assert_eq!((d.batch_size, d.epochs), (64, 300));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_their_line() {
+        let text = "optimizer:\n  lr: 0.1\n  momentom: 0.9\n  weight_decay: 1e-4\nbatch_size: 128\n";
+        let e = Recipe::parse("my.yaml", text).unwrap_err();
+        assert!(e.location.starts_with("my.yaml:3:"), "{e}");
+        assert!(e.message.contains("unknown field `momentom`"), "{e}");
+        let e = Recipe::parse("my.yaml", "optimizer: {lr: fast, momentum: 0.9, weight_decay: 0}\n").unwrap_err();
+        assert!(e.location.starts_with("my.yaml:1:"), "{e}");
+        let e = Recipe::shipped("resnet-imagenet").unwrap_err();
+        assert!(e.message.contains("resnet-cifar"), "{e}");
+    }
+
+    #[test]
+    fn any_key_can_be_overridden() {
+        let r = Recipe::shipped("resnet-cifar").unwrap();
+        let r2 = r.set("optimizer.lr=0.05").unwrap().set("schedule.milestones=[100, 150]").unwrap();
+        assert_eq!(r2.optimizer.lr, 0.05);
+        assert_eq!(r2.schedule, Schedule::Multistep { milestones: vec![100, 150], gamma: 0.1 });
+        let r3 = r.set("warmup.iterations=400").unwrap();
+        assert_eq!(r3.warmup, Some(Warmup { lr: 0.01, iterations: 400 }));
+        let cosine = r.set("schedule={kind: cosine}").unwrap();
+        assert_eq!(cosine.schedule, Schedule::Cosine { min_lr: 0.0 });
+        assert!(r.set("optimizer.lrr=0.05").unwrap_err().message.contains("unknown field `lrr`"));
+        assert!(r.set("batch_size=big").is_err());
+        assert!(r.set("optimizer").is_err());
+    }
+
+    #[test]
+    fn learning_rate_follows_the_schedule() {
+        let r = Recipe::shipped("resnet-cifar").unwrap().set("warmup.iterations=400").unwrap();
+        let per_epoch = 391; // 50,000 images / 128
+        assert_eq!(r.lr_at(0, per_epoch), 0.01, "warm-up");
+        assert_eq!(r.lr_at(399, per_epoch), 0.01);
+        assert_eq!(r.lr_at(400, per_epoch), 0.1);
+        assert!((r.lr_at(82 * per_epoch, per_epoch) - 0.01).abs() < 1e-12);
+        assert!((r.lr_at(82 * per_epoch - 1, per_epoch) - 0.1).abs() < 1e-12);
+        assert!((r.lr_at(123 * per_epoch, per_epoch) - 0.001).abs() < 1e-12);
+        let c = r.set("schedule={kind: cosine, min_lr: 0.0}").unwrap().set("warmup.iterations=0").unwrap();
+        assert!((c.lr_at(0, 10) - 0.1).abs() < 1e-12);
+        assert!((c.lr_at(82 * 10, 10) - 0.05).abs() < 1e-9, "half way");
+        assert!(c.lr_at(164 * 10, 10).abs() < 1e-12);
+    }
+
+    #[test]
+    fn families_pick_their_recipe() {
+        assert_eq!(default_for("wrn_28_10"), "wrn-cifar");
+        assert_eq!(default_for("resnext_29_8x64d"), "resnext-cifar");
+        assert_eq!(default_for("densenet_bc_100_12"), "densenet-cifar");
+        assert_eq!(default_for("preresnet_164"), "resnet-cifar");
+        assert_eq!(default_for("se_resnet_20"), "resnet-cifar");
+    }
+}
