@@ -338,35 +338,15 @@ impl<'a> Emitter<'a> {
             let Stmt::Op(op) = stmt else { continue };
             match op {
                 Op::Call(call) => {
-                    let ty = match call.name.name.as_str() {
-                        "conv" | "conv1x1" | "conv3x3" => quote!(Conv2d),
-                        "bn" => {
-                            self.helpers.insert("bn");
-                            quote!(BatchNorm)
+                    let name = call.name.name.as_str();
+                    let ty = match primitive_field(name) {
+                        Some((_, None)) => continue,
+                        Some((uses, Some(ty))) => {
+                            self.helpers.insert(uses);
+                            ty.parse::<TokenStream>().expect("type names are Rust tokens")
                         }
-                        "linear" => {
-                            self.helpers.insert("linear");
-                            quote!(Linear)
-                        }
-                        "dropout" => {
-                            self.helpers.insert("dropout");
-                            quote!(Dropout)
-                        }
-                        "avg_pool" => {
-                            self.helpers.insert("avg_pool");
-                            quote!(AvgPool2d)
-                        }
-                        "max_pool" => {
-                            self.helpers.insert("max_pool");
-                            quote!(MaxPool2d)
-                        }
-                        "pad_shortcut" => {
-                            self.helpers.insert("pad_shortcut");
-                            quote!(PadShortcut)
-                        }
-                        "relu" | "sigmoid" | "identity" | "global_avg_pool" => continue,
-                        block => {
-                            let t = format_ident!("{}", camel_case(block));
+                        None => {
+                            let t = format_ident!("{}", camel_case(name));
                             quote!(#t)
                         }
                     };
@@ -662,14 +642,7 @@ impl<'a> Emitter<'a> {
             let Stmt::Op(op) = stmt else { continue };
             match op {
                 Op::Call(call) => {
-                    let site = ctx.site(call.span);
-                    let access = match bound.get(&site) {
-                        Some(local) => quote!(#local),
-                        None => {
-                            let f = format_ident!("{}", site);
-                            quote!(self.#f)
-                        }
-                    };
+                    let access = field_access(&ctx.site(call.span), bound);
                     let name = call.name.name.as_str();
                     let code = match name {
                         "conv" | "conv1x1" | "conv3x3" | "bn" | "avg_pool" | "max_pool" | "pad_shortcut" => quote! { let x = #access.forward(x); },
@@ -699,14 +672,7 @@ impl<'a> Emitter<'a> {
                     out.push(code);
                 }
                 Op::Stage { count, call, span } => {
-                    let site = ctx.site(*span);
-                    let access = match bound.get(&site) {
-                        Some(local) => quote!(#local),
-                        None => {
-                            let f = format_ident!("{}", site);
-                            quote!(self.#f)
-                        }
-                    };
+                    let access = field_access(&ctx.site(*span), bound);
                     if let Some((_, r)) = self.ranks.get(&call.name.name) {
                         *rank = *r;
                     }
@@ -730,26 +696,14 @@ impl<'a> Emitter<'a> {
                             } else {
                                 (&otherwise.as_ref().expect("ElseFields has an else").body, Some(&then.body))
                             };
-                            let sites = direct_field_sites(first, &ctx.names);
-                            let mut inner_bound = bound.clone();
-                            let locals: Vec<Ident> = sites.iter().map(|s| format_ident!("{}", s)).collect();
-                            let accesses: Vec<TokenStream> = sites
-                                .iter()
-                                .map(|s| {
-                                    let f = format_ident!("{}", s);
-                                    quote!(&self.#f)
-                                })
-                                .collect();
-                            for (s, l) in sites.iter().zip(&locals) {
-                                inner_bound.insert(s.clone(), l.clone());
-                            }
+                            let (pattern, scrutinee, inner_bound) = bind_direct(first, &ctx.names, bound);
                             let first_code = self.forward_body(first, ctx, &mut then_rank, &inner_bound)?;
                             let second_code = match second {
                                 Some(b) => self.forward_body(b, ctx, &mut else_rank, bound)?,
                                 None => Vec::new(),
                             };
                             quote! {
-                                let x = if let (#(Some(#locals),)*) = (#(#accesses,)*) {
+                                let x = if let #pattern = #scrutinee {
                                     #(#first_code)*
                                     x
                                 } else {
@@ -816,26 +770,14 @@ impl<'a> Emitter<'a> {
 
     /// The code of an `if` arm as an expression: its direct layers bound by `if let` when it has any.
     fn bound_arm(&mut self, body: &[Stmt], ctx: &DefCtx, rank: &mut usize, bound: &HashMap<String, Ident>) -> Result<TokenStream, Vec<Diagnostic>> {
-        let sites = direct_field_sites(body, &ctx.names);
-        if sites.is_empty() {
+        if direct_field_sites(body, &ctx.names).is_empty() {
             let code = self.forward_body(body, ctx, rank, bound)?;
             return Ok(quote! { #(#code)* x });
         }
-        let mut inner = bound.clone();
-        let locals: Vec<Ident> = sites.iter().map(|s| format_ident!("{}", s)).collect();
-        let accesses: Vec<TokenStream> = sites
-            .iter()
-            .map(|s| {
-                let f = format_ident!("{}", s);
-                quote!(&self.#f)
-            })
-            .collect();
-        for (s, l) in sites.iter().zip(&locals) {
-            inner.insert(s.clone(), l.clone());
-        }
+        let (pattern, scrutinee, inner) = bind_direct(body, &ctx.names, bound);
         let code = self.forward_body(body, ctx, rank, &inner)?;
         Ok(quote! {
-            if let (#(Some(#locals),)*) = (#(#accesses,)*) {
+            if let #pattern = #scrutinee {
                 #(#code)*
                 x
             } else {
@@ -1063,6 +1005,48 @@ impl IntoTokens for Literal {
     fn into_token_stream(self) -> TokenStream {
         quote!(#self)
     }
+}
+
+/// For a primitive, what it makes the emitted code use (an import or helper) and the type
+/// of its field; `None` for a block. Primitives without state have no field.
+fn primitive_field(name: &str) -> Option<(&'static str, Option<&'static str>)> {
+    Some(match name {
+        "conv" | "conv1x1" | "conv3x3" => ("conv", Some("Conv2d")),
+        "bn" => ("bn", Some("BatchNorm")),
+        "linear" => ("linear", Some("Linear")),
+        "dropout" => ("dropout", Some("Dropout")),
+        "avg_pool" => ("avg_pool", Some("AvgPool2d")),
+        "max_pool" => ("max_pool", Some("MaxPool2d")),
+        "pad_shortcut" => ("pad_shortcut", Some("PadShortcut")),
+        "relu" => ("relu", None),
+        "sigmoid" => ("sigmoid", None),
+        "identity" | "global_avg_pool" => ("", None),
+        _ => return None,
+    })
+}
+
+/// How a field is reached in `forward`: through a local an enclosing `if let` bound, or `self`.
+fn field_access(site: &str, bound: &HashMap<String, Ident>) -> TokenStream {
+    match bound.get(site) {
+        Some(local) => quote!(#local),
+        None => {
+            let f = format_ident!("{}", site);
+            quote!(self.#f)
+        }
+    }
+}
+
+/// The `if let` pattern and scrutinee that bind an arm's direct (optional) fields, and the
+/// bindings its body sees.
+fn bind_direct(body: &[Stmt], names: &HashMap<DSpan, String>, bound: &HashMap<String, Ident>) -> (TokenStream, TokenStream, HashMap<String, Ident>) {
+    let sites = direct_field_sites(body, names);
+    let mut inner = bound.clone();
+    let locals: Vec<Ident> = sites.iter().map(|s| format_ident!("{}", s)).collect();
+    let fields: Vec<Ident> = locals.clone();
+    for (s, l) in sites.iter().zip(&locals) {
+        inner.insert(s.clone(), l.clone());
+    }
+    (quote!((#(Some(#locals),)*)), quote!((#(&self.#fields,)*)), inner)
 }
 
 /// How an `if` is decided at run time: by which of its layers exist, or by a flag.
