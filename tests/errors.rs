@@ -41,6 +41,7 @@ macro_rules! error_tests {
 }
 
 error_tests! {
+    activation_bad_range => "tests/errors/activation-bad-range.net",
     block_shadows_primitive => "tests/errors/block-shadows-primitive.net",
     bn_after_linear => "tests/errors/bn-after-linear.net",
     concat_spatial_mismatch => "tests/errors/concat-spatial-mismatch.net",

@@ -57,6 +57,7 @@ stage_tests! {
     wrn_16_8 => "specs/wrn-16-8.net",
     wrn_28_10 => "specs/wrn-28-10.net",
     wrn_40_4 => "specs/wrn-40-4.net",
+    case_activations => "tests/cases/activations.net",
     case_flat_head => "tests/cases/flat-head.net",
     case_imagenet_stem => "tests/cases/imagenet-stem.net",
     case_language_tour => "tests/cases/language-tour.net",

@@ -161,6 +161,7 @@ fn every_case_runs_with_the_checked_count() {
     let device = Device::flex();
     for (name, run) in specs::CASES {
         let summary = match *name {
+            "case_activations" => specs::case_activations::SUMMARY,
             "case_flat_head" => specs::case_flat_head::SUMMARY,
             "case_imagenet_stem" => specs::case_imagenet_stem::SUMMARY,
             "case_language_tour" => specs::case_language_tour::SUMMARY,

@@ -941,11 +941,16 @@ impl Checker {
         let name = call.name.name.as_str();
         let sig = names::primitive_params(name);
         let args = self.bind(call, sig, scope)?;
+        let args_bound = args.clone();
         let get = |key: &str| sig.iter().position(|(p, _)| *p == key).and_then(|i| args[i]);
         let chw = match shape {
             Some(s) => match s.as_chw() {
                 Some(chw) => Some(chw),
-                None if matches!(name, "relu" | "sigmoid" | "identity" | "dropout" | "linear") => None,
+                None if matches!(name, "relu" | "sigmoid" | "identity" | "dropout" | "linear" | "prelu")
+                    || names::activation_params(name).is_some() =>
+                {
+                    None
+                }
                 None => {
                     self.error(Diagnostic::error(codes::SHAPE, call.span, format!(
                         "`{name}` needs a C×H×W input, got {s}"
@@ -1066,7 +1071,39 @@ impl Checker {
                     Shape::chw(out, h.div_ceil(stride), w.div_ceil(stride)),
                 ))
             }
-            _ => unreachable!("PRIMITIVES lists every primitive handled here"),
+            "prelu" => {
+                let s = shape?;
+                Some((Layer::PRelu { channels: s.dims()[0] }, *s))
+            }
+            _ => {
+                let Some(defaults) = names::activation_params(name) else {
+                    unreachable!("PRIMITIVES lists every primitive handled here")
+                };
+                let mut args = Vec::new();
+                for (i, (_, default)) in defaults.iter().enumerate() {
+                    let v = match args_at(&args_bound, i) {
+                        Some((Value::Float(f), _)) => f,
+                        Some((Value::Int(n), _)) => n as f64,
+                        Some((other, span)) => {
+                            self.type_error(span, Ty::Float, other);
+                            return None;
+                        }
+                        None => *default,
+                    };
+                    args.push(v);
+                }
+                let bad = match name {
+                    "hardtanh" if args[0] >= args[1] => Some(format!("hardtanh needs min < max, got {} and {}", args[0], args[1])),
+                    "softplus" if args[0] <= 0.0 => Some(format!("softplus needs beta > 0, got {}", args[0])),
+                    "celu" if args[0] == 0.0 => Some("celu needs alpha ≠ 0".to_string()),
+                    _ => None,
+                };
+                if let Some(message) = bad {
+                    self.error(Diagnostic::error(codes::VALUE_RANGE, call.span, message));
+                    return None;
+                }
+                Some((Layer::Activation { function: name.to_string(), args }, *shape?))
+            }
         }
     }
 
@@ -1100,6 +1137,7 @@ impl Checker {
                 Some((params, macs))
             }
             Layer::BatchNorm { features } => Some((features.checked_mul(2)?, 0)),
+            Layer::PRelu { channels } => Some((channels, 0)),
             Layer::Linear { in_features, out_features, bias } => {
                 let weights = in_features.checked_mul(out_features)?;
                 Some((weights.checked_add(if bias { out_features } else { 0 })?, weights))
@@ -1321,6 +1359,10 @@ impl Checker {
             _ => unreachable!("arity table covers every function"),
         }
     }
+}
+
+fn args_at(args: &[Bound], i: usize) -> Bound {
+    args.get(i).copied().flatten()
 }
 
 /// Whether `a` and `b` multiply by broadcasting a `C×1×1` gate over `C×H×W`.

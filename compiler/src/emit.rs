@@ -612,6 +612,23 @@ impl<'a> Emitter<'a> {
                 });
             }
             "global_avg_pool" => out.push(quote! { shape = [shape[0], 1, 1]; }),
+            "prelu" => out.push(quote! { let #field = PReluConfig::new().with_num_parameters(shape[0]).init(device); }),
+            _ if names::activation_params(name).is_some_and(|p| !p.is_empty()) => {
+                let defaults = names::activation_params(name).unwrap_or(&[]);
+                let args: Vec<TokenStream> = defaults
+                    .iter()
+                    .map(|(param, default)| match values.remove(param) {
+                        Some(v) => cast(v, Ty::Float).tokens,
+                        None => Literal::f64_unsuffixed(*default).into_token_stream(),
+                    })
+                    .collect();
+                if args.len() == 1 {
+                    let a = &args[0];
+                    out.push(quote! { let #field: f64 = #a; });
+                } else {
+                    out.push(quote! { let #field: [f64; 2] = [#(#args),*]; });
+                }
+            }
             "linear" => {
                 let outf = usize_of("out", quote!(1));
                 let bias = values.remove("bias").map_or(quote!(true), |v| v.tokens);
@@ -656,6 +673,22 @@ impl<'a> Emitter<'a> {
                             quote! { let x = sigmoid(x); }
                         }
                         "identity" => quote!(),
+                        "prelu" => quote! { let x = #access.forward(x); },
+                        "leaky_relu" => quote! { let x = burn::tensor::activation::leaky_relu(x, #access.clone()); },
+                        "elu" => quote! { let x = burn::tensor::activation::elu(x, #access.clone()); },
+                        "celu" => quote! { let x = burn::tensor::activation::celu(x, #access.clone()); },
+                        "softplus" => quote! { let x = burn::tensor::activation::softplus(x, #access.clone()); },
+                        "hardtanh" => quote! { let x = { let [min, max] = #access.clone(); burn::tensor::activation::hardtanh(x, min, max) }; },
+                        "selu" => quote! { let x = burn::tensor::activation::selu(x); },
+                        "gelu" => quote! { let x = burn::tensor::activation::gelu(x); },
+                        "gelu_tanh" => quote! { let x = burn::tensor::activation::gelu_approximate(x); },
+                        "silu" | "swish" => quote! { let x = burn::tensor::activation::silu(x); },
+                        "mish" => quote! { let x = burn::tensor::activation::mish(x); },
+                        "hardswish" => quote! { let x = burn::tensor::activation::hard_swish(x); },
+                        // PyTorch's hardsigmoid: relu6(x + 3) / 6.
+                        "hardsigmoid" => quote! { let x = burn::tensor::activation::hard_sigmoid(x, 1.0 / 6.0, 0.5); },
+                        "softsign" => quote! { let x = burn::tensor::activation::softsign(x); },
+                        "tanh" => quote! { let x = burn::tensor::activation::tanh(x); },
                         "global_avg_pool" => quote! { let x = burn::tensor::module::adaptive_avg_pool2d(x, [1, 1]); },
                         "linear" => {
                             let flatten = if *rank == 4 { quote! { let x = x.flatten::<2>(1, 3); } } else { quote!() };
@@ -895,6 +928,10 @@ impl<'a> Emitter<'a> {
         if used("conv") || used("avg_pool") || used("max_pool") {
             nn.push(quote!(PaddingConfig2d));
         }
+        if used("prelu") {
+            nn.push(quote!(PRelu));
+            nn.push(quote!(PReluConfig));
+        }
         let mut out = quote! { use burn::module::Module; };
         if used("conv") {
             out.extend(quote! { use burn::nn::conv::{Conv2d, Conv2dConfig}; });
@@ -1018,6 +1055,11 @@ fn primitive_field(name: &str) -> Option<(&'static str, Option<&'static str>)> {
         "avg_pool" => ("avg_pool", Some("AvgPool2d")),
         "max_pool" => ("max_pool", Some("MaxPool2d")),
         "pad_shortcut" => ("pad_shortcut", Some("PadShortcut")),
+        "prelu" => ("prelu", Some("PRelu")),
+        // Activation arguments are kept per call: they may differ between a block's calls.
+        "hardtanh" => ("", Some("[f64; 2]")),
+        "leaky_relu" | "elu" | "celu" | "softplus" => ("", Some("f64")),
+        _ if names::activation_params(name).is_some() => ("", None),
         "relu" => ("relu", None),
         "sigmoid" => ("sigmoid", None),
         "identity" | "global_avg_pool" => ("", None),
@@ -1067,7 +1109,8 @@ fn direct_field_sites(body: &[Stmt], names: &HashMap<DSpan, String>) -> Vec<Stri
         let Stmt::Op(op) = stmt else { continue };
         match op {
             Op::Call(call) => {
-                if !matches!(call.name.name.as_str(), "relu" | "sigmoid" | "identity" | "global_avg_pool") {
+                // Calls with a field: blocks, and primitives whose table entry has a type.
+                if !matches!(primitive_field(&call.name.name), Some((_, None))) {
                     out.extend(names.get(&call.span).cloned());
                 }
             }

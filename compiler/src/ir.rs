@@ -129,11 +129,15 @@ pub enum Layer {
     Linear { in_features: u64, out_features: u64, bias: bool },
     /// The option-A shortcut: subsample by `stride`, zero-pad channels `before`/`after`.
     PadShortcut { stride: u64, before: u64, after: u64 },
+    /// An element-wise activation with its resolved arguments (`leaky_relu(0.1)`: `[0.1]`).
+    Activation { function: String, args: Vec<f64> },
+    /// PReLU: one learned slope per channel (per feature on flat input).
+    PRelu { channels: u64 },
 }
 
 impl Layer {
     /// The primitive's name in `.net` source.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> &str {
         match self {
             Layer::Conv { .. } => "conv",
             Layer::BatchNorm { .. } => "bn",
@@ -146,6 +150,8 @@ impl Layer {
             Layer::GlobalAvgPool => "global_avg_pool",
             Layer::Linear { .. } => "linear",
             Layer::PadShortcut { .. } => "pad_shortcut",
+            Layer::Activation { function, .. } => function,
+            Layer::PRelu { .. } => "prelu",
         }
     }
 }

@@ -8,8 +8,22 @@ use std::collections::HashMap;
 /// Every primitive layer the language knows.
 pub const PRIMITIVES: &[&str] = &[
     "conv", "conv1x1", "conv3x3", "bn", "relu", "sigmoid", "identity", "dropout", "avg_pool", "max_pool",
-    "global_avg_pool", "linear", "pad_shortcut",
+    "global_avg_pool", "linear", "pad_shortcut", "leaky_relu", "prelu", "elu", "selu", "celu", "gelu", "gelu_tanh",
+    "silu", "swish", "mish", "hardswish", "hardsigmoid", "hardtanh", "softsign", "softplus", "tanh",
 ];
+
+/// Element-wise activations (besides `relu`, `sigmoid` and the learned `prelu`): their
+/// parameters, each with its default, in positional order.
+pub fn activation_params(name: &str) -> Option<&'static [(&'static str, f64)]> {
+    Some(match name {
+        "leaky_relu" => &[("slope", 0.01)],
+        "elu" | "celu" => &[("alpha", 1.0)],
+        "hardtanh" => &[("min", -1.0), ("max", 1.0)],
+        "softplus" => &[("beta", 1.0)],
+        "selu" | "gelu" | "gelu_tanh" | "silu" | "swish" | "mish" | "hardswish" | "hardsigmoid" | "softsign" | "tanh" => &[],
+        _ => return None,
+    })
+}
 
 /// Functions usable in expressions.
 pub const FUNCTIONS: &[&str] = &["floor", "ceil", "round", "int", "float", "min", "max", "abs"];
@@ -26,6 +40,10 @@ pub fn primitive_params(name: &str) -> &'static [(&'static str, bool)] {
         "avg_pool" | "max_pool" => &[("kernel", false), ("stride", true), ("padding", true)],
         "linear" => &[("out", false), ("bias", true)],
         "pad_shortcut" => &[("out", false), ("stride", true)],
+        "leaky_relu" => &[("slope", true)],
+        "elu" | "celu" => &[("alpha", true)],
+        "hardtanh" => &[("min", true), ("max", true)],
+        "softplus" => &[("beta", true)],
         _ => &[],
     }
 }

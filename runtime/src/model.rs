@@ -8,7 +8,9 @@
 use burn::module::{Devices, Module, ModuleMapper, ModuleVisitor};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig, PRelu, PReluConfig, PaddingConfig2d,
+};
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::{Device, Tensor};
 use resnetc_compiler::ir::{Layer, Network, Node, NodeKind};
@@ -23,6 +25,7 @@ enum Field {
     Dropout(Dropout),
     AvgPool(AvgPool2d),
     MaxPool(MaxPool2d),
+    PRelu(PRelu),
     Block(DynBlock),
     Stage(Vec<DynBlock>),
 }
@@ -36,6 +39,7 @@ enum Op {
     Sigmoid,
     GlobalAvgPool,
     PadShortcut { stride: usize, before: usize, after: usize },
+    Activation { function: String, args: Vec<f64> },
     Combine { combinator: Option<Combinator>, arms: Vec<Vec<Op>> },
 }
 
@@ -180,6 +184,10 @@ impl DynBlock {
                     Layer::PadShortcut { stride, before, after } => {
                         Op::PadShortcut { stride: stride as usize, before: before as usize, after: after as usize }
                     }
+                    Layer::PRelu { channels } => {
+                        self.field(&node.name, Field::PRelu(PReluConfig::new().with_num_parameters(channels as usize).init(device)))
+                    }
+                    Layer::Activation { ref function, ref args } => Op::Activation { function: function.clone(), args: args.clone() },
                 },
                 NodeKind::Block { body, .. } => {
                     let child = DynBlock::build(body, device);
@@ -222,6 +230,10 @@ impl DynBlock {
                     },
                     Field::AvgPool(m) => Act::Maps(m.forward(x.maps())),
                     Field::MaxPool(m) => Act::Maps(m.forward(x.maps())),
+                    Field::PRelu(m) => match x {
+                        Act::Maps(t) => Act::Maps(m.forward(t)),
+                        Act::Flat(t) => Act::Flat(m.forward(t)),
+                    },
                     Field::Block(b) => b.forward_block(x),
                     Field::Stage(blocks) => blocks.iter().fold(x, |x, b| b.forward_block(x)),
                 },
@@ -232,6 +244,10 @@ impl DynBlock {
                 Op::Sigmoid => match x {
                     Act::Maps(t) => Act::Maps(sigmoid(t)),
                     Act::Flat(t) => Act::Flat(sigmoid(t)),
+                },
+                Op::Activation { function, args } => match x {
+                    Act::Maps(t) => Act::Maps(activation(function, args, t)),
+                    Act::Flat(t) => Act::Flat(activation(function, args, t)),
                 },
                 Op::GlobalAvgPool => Act::Maps(burn::tensor::module::adaptive_avg_pool2d(x.maps(), [1, 1])),
                 Op::PadShortcut { stride, before, after } => {
@@ -268,6 +284,32 @@ impl DynBlock {
     }
 }
 
+/// Apply an element-wise activation by its `.net` name, with its resolved arguments, exactly
+/// as the emitted code does.
+pub fn activation<const D: usize>(function: &str, args: &[f64], x: Tensor<D>) -> Tensor<D> {
+    use burn::tensor::activation as a;
+    let arg = |i: usize| args.get(i).copied().unwrap_or(0.0);
+    match function {
+        "relu" => a::relu(x),
+        "sigmoid" => a::sigmoid(x),
+        "leaky_relu" => a::leaky_relu(x, arg(0)),
+        "elu" => a::elu(x, arg(0)),
+        "celu" => a::celu(x, arg(0)),
+        "softplus" => a::softplus(x, arg(0)),
+        "hardtanh" => a::hardtanh(x, arg(0), arg(1)),
+        "selu" => a::selu(x),
+        "gelu" => a::gelu(x),
+        "gelu_tanh" => a::gelu_approximate(x),
+        "silu" | "swish" => a::silu(x),
+        "mish" => a::mish(x),
+        "hardswish" => a::hard_swish(x),
+        "hardsigmoid" => a::hard_sigmoid(x, 1.0 / 6.0, 0.5),
+        "softsign" => a::softsign(x),
+        "tanh" => a::tanh(x),
+        other => unreachable!("the checker only lets known activations through, not `{other}`"),
+    }
+}
+
 fn combine(combinator: Option<Combinator>, outs: Vec<Act>) -> Act {
     let mut it = outs.into_iter();
     let first = it.next().expect("a combination has an arm");
@@ -300,6 +342,7 @@ macro_rules! each_field {
             Field::Dropout($m) => Field::Dropout($body),
             Field::AvgPool($m) => Field::AvgPool($body),
             Field::MaxPool($m) => Field::MaxPool($body),
+            Field::PRelu($m) => Field::PRelu($body),
             Field::Block($m) => Field::Block($body),
             Field::Stage($m) => Field::Stage($body),
         }
@@ -315,6 +358,7 @@ macro_rules! visit_field {
             Field::Dropout($m) => $body,
             Field::AvgPool($m) => $body,
             Field::MaxPool($m) => $body,
+            Field::PRelu($m) => $body,
             Field::Block($m) => $body,
             Field::Stage($m) => $body,
         }

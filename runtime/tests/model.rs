@@ -60,6 +60,7 @@ same_network!(densenet_40_12, "specs/densenet-40-12.net", generated::densenet_40
 same_network!(densenet_bc_100_12, "specs/densenet-bc-100-12.net", generated::densenet_bc_100_12::DensenetBc10012);
 same_network!(se_resnet_20, "specs/se-resnet-20.net", generated::se_resnet_20::SeResnet20);
 same_network!(wrn_16_4, "specs/wrn-16-4.net", generated::wrn_16_4::Wrn164);
+same_network!(activations, "tests/cases/activations.net", generated::case_activations::Activations);
 same_network!(language_tour, "tests/cases/language-tour.net", generated::case_language_tour::Tour);
 same_network!(flat_head, "tests/cases/flat-head.net", generated::case_flat_head::FlatHead);
 same_network!(mission_line, "tests/cases/mission-line.net", generated::case_mission_line::Mission);
