@@ -56,8 +56,8 @@ fn main() {
     }
     writeln!(
         index,
-        "/// Builds a network, runs it, returns (Burn's parameter count, `PARAMS`, output dims).\npub type Runner = fn(&burn::tensor::Device) -> (usize, usize, [usize; 2]);\n/// Every spec of tests/cases, with its `run` entry point.\npub const CASES: &[(&str, Runner)] = &[{}];",
-        cases.iter().map(|c| format!("(\"{c}\", {c}::run)")).collect::<Vec<_>>().join(", ")
+        "/// Builds a network, runs it, returns (Burn's parameter count, `PARAMS`, output dims).\npub type Runner = fn(&burn::tensor::Device) -> (usize, usize, [usize; 2]);\n/// Every spec of tests/cases: its name, `run` entry point and checked summary (JSON).\npub const CASES: &[(&str, Runner, &str)] = &[{}];",
+        cases.iter().map(|c| format!("(\"{c}\", {c}::run, {c}::SUMMARY)")).collect::<Vec<_>>().join(", ")
     )
     .unwrap();
     std::fs::write(Path::new(&out_dir).join("specs.rs"), index).expect("OUT_DIR is writable");
