@@ -1,4 +1,5 @@
-//! `resnetc`: compile, check and summarise `.net` network specs.
+//! `resnetc`: compile, check and summarise `.net` network specs; train and evaluate them
+//! (with the default `train` feature).
 
 use clap::{Parser, Subcommand, ValueEnum};
 use resnetc_compiler::diag::{codes, Diagnostic};
@@ -6,6 +7,9 @@ use resnetc_compiler::{Compilation, Override};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+#[cfg(feature = "train")]
+mod train;
 
 #[derive(Parser)]
 #[command(name = "resnetc", version, about = "A declarative architecture compiler for residual networks")]
@@ -15,12 +19,12 @@ struct Cli {
 }
 
 #[derive(clap::Args)]
-struct SpecArgs {
+pub(crate) struct SpecArgs {
     /// The `.net` spec file.
-    spec: PathBuf,
+    pub(crate) spec: PathBuf,
     /// Override a network parameter, e.g. `--set classes=100` (repeatable).
     #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_override)]
-    overrides: Vec<Override>,
+    pub(crate) overrides: Vec<Override>,
 }
 
 #[derive(Subcommand)]
@@ -48,6 +52,12 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+    /// Train a spec on CIFAR-10/100 (binary or image folders, a folder or .tar/.tar.gz).
+    #[cfg(feature = "train")]
+    Train(Box<train::TrainArgs>),
+    /// Evaluate trained weights on the test split: top-1/top-5 accuracy and loss.
+    #[cfg(feature = "train")]
+    Eval(Box<train::EvalArgs>),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -58,7 +68,7 @@ enum Emit {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum Format {
+pub(crate) enum Format {
     Table,
     Json,
 }
@@ -76,7 +86,7 @@ fn main() -> ExitCode {
 }
 
 /// Load the spec into a compilation, or render why it could not be read.
-fn load(args: &SpecArgs) -> Result<(Compilation, resnetc_compiler::SourceId), ExitCode> {
+pub(crate) fn load(args: &SpecArgs) -> Result<(Compilation, resnetc_compiler::SourceId), ExitCode> {
     let mut compilation = Compilation::new();
     match std::fs::read_to_string(&args.spec) {
         Ok(text) => {
@@ -95,7 +105,7 @@ fn color() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
-fn fail(compilation: &Compilation, diagnostics: &[Diagnostic]) -> ExitCode {
+pub(crate) fn fail(compilation: &Compilation, diagnostics: &[Diagnostic]) -> ExitCode {
     eprint!("{}", compilation.render(diagnostics, color()));
     let n = diagnostics.len();
     eprintln!("error: {n} problem{} found", if n == 1 { "" } else { "s" });
@@ -152,5 +162,9 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
             }
             Ok(())
         }
+        #[cfg(feature = "train")]
+        Command::Train(args) => train::train(*args),
+        #[cfg(feature = "train")]
+        Command::Eval(args) => train::eval(*args),
     }
 }

@@ -10,5 +10,8 @@
 //! The trainer (`resnetc train`/`eval`) is the next step.
 
 pub mod data;
+pub mod device;
 pub mod model;
 pub mod recipe;
+pub mod report;
+pub mod train;

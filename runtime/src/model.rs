@@ -55,6 +55,8 @@ pub struct DynBlock {
 #[derive(Clone, Debug)]
 pub struct DynNet {
     root: DynBlock,
+    /// Label smoothing for the training loss (not a parameter: not recorded in checkpoints).
+    label_smoothing: f64,
 }
 
 /// A batch in flight: images, or feature vectors after a `linear`.
@@ -85,7 +87,18 @@ impl Act {
 impl DynNet {
     /// Build the network on `device`, initialised as the emitted `new` does.
     pub fn new(network: &Network, device: &Device) -> Self {
-        DynNet { root: DynBlock::build(&network.body, device) }
+        DynNet { root: DynBlock::build(&network.body, device), label_smoothing: 0.0 }
+    }
+
+    /// Train with label smoothing `epsilon` (PyTorch's `CrossEntropyLoss(label_smoothing=)`).
+    pub fn with_label_smoothing(mut self, epsilon: f64) -> Self {
+        self.label_smoothing = epsilon;
+        self
+    }
+
+    /// The label smoothing the training loss uses.
+    pub fn label_smoothing(&self) -> f64 {
+        self.label_smoothing
     }
 
     /// Run a batch `[N, C, H, W]` to class scores `[N, classes]`.
@@ -445,24 +458,31 @@ impl Module for DynNet {
         self.root.collect_devices(devices)
     }
     fn fork(self, device: &Device) -> Self {
-        DynNet { root: self.root.fork(device) }
+        DynNet { root: self.root.fork(device), label_smoothing: self.label_smoothing }
     }
     fn to_device(self, device: &Device) -> Self {
-        DynNet { root: self.root.to_device(device) }
+        DynNet { root: self.root.to_device(device), label_smoothing: self.label_smoothing }
     }
     fn train(self) -> Self {
-        DynNet { root: self.root.train() }
+        DynNet { root: self.root.train(), label_smoothing: self.label_smoothing }
     }
     fn valid(&self) -> Self {
-        DynNet { root: self.root.valid() }
+        DynNet { root: self.root.valid(), label_smoothing: self.label_smoothing }
     }
     fn materialize(self) -> Self {
-        DynNet { root: self.root.materialize() }
+        DynNet { root: self.root.materialize(), label_smoothing: self.label_smoothing }
     }
     fn visit<V: ModuleVisitor>(&self, visitor: &mut V) {
         self.root.visit(visitor)
     }
     fn map<M: ModuleMapper>(self, mapper: &mut M) -> Self {
-        DynNet { root: self.root.map(mapper) }
+        DynNet { root: self.root.map(mapper), label_smoothing: self.label_smoothing }
+    }
+}
+
+/// Burn's learner prints its model; a run-time network prints its size.
+impl std::fmt::Display for DynNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DynNet ({} tensors, {} values)", self.tensor_paths().len(), self.num_params())
     }
 }

@@ -1,0 +1,239 @@
+//! `resnetc train` and `resnetc eval`: thin shells over `resnetc-runtime`.
+
+use crate::{fail, load, Format, SpecArgs};
+use resnetc_compiler::ir::Network;
+use resnetc_runtime::data::{self, Augment, Dataset};
+use resnetc_runtime::model::DynNet;
+use resnetc_runtime::recipe::{self, Recipe};
+use resnetc_runtime::train::{self as runtime, Progress, TrainError, TrainOptions};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub(crate) struct TrainArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// The dataset: a folder or .tar/.tar.gz with CIFAR binaries or train/ and test/ image folders.
+    #[arg(long)]
+    data: PathBuf,
+    /// A recipe YAML file (default: the shipped recipe of the network's family).
+    #[arg(long)]
+    recipe: Option<PathBuf>,
+    /// Override a recipe key by its dotted path, e.g. `--set-recipe optimizer.nesterov=true` (repeatable).
+    #[arg(long = "set-recipe", value_name = "KEY=VALUE")]
+    recipe_overrides: Vec<String>,
+    /// Epochs (recipe `epochs`).
+    #[arg(long)]
+    epochs: Option<u32>,
+    /// Batch size (recipe `batch_size`).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Base learning rate (recipe `optimizer.lr`).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// cpu, wgpu[:N] or cuda[:N[,M...]] (several devices: Burn's multi-device training).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// The run folder (default: runs/<spec>-<timestamp>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in --out from its last complete epoch.
+    #[arg(long, requires = "out")]
+    resume: bool,
+    /// Seed of initialisation, shuffling, augmentation and the validation split.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Training images held out for validation (best checkpoint by validation accuracy).
+    #[arg(long, default_value_t = 0)]
+    val_split: usize,
+    /// Data-loader worker threads.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Progress display: Burn's TUI on a terminal and lines otherwise (auto), or always lines.
+    #[arg(long, value_enum, default_value = "auto")]
+    progress: ProgressArg,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ProgressArg {
+    Auto,
+    Plain,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct EvalArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// Weights to evaluate (a .bpk written by `resnetc train`, or by `Module::save_file`).
+    #[arg(long)]
+    weights: PathBuf,
+    /// The dataset, as for `train`.
+    #[arg(long)]
+    data: PathBuf,
+    /// The recipe whose normalisation to use (default: recipe.yaml beside the weights or one
+    /// folder up, as `train` writes it; else statistics of the training split).
+    #[arg(long)]
+    recipe: Option<PathBuf>,
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+fn error(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(1)
+}
+
+/// Check the spec and load the data in its input shape.
+fn network_and_data(spec: &SpecArgs, data_path: &Path) -> Result<(Network, Dataset), ExitCode> {
+    let (c, id) = load(spec)?;
+    let network = c.check(id, &spec.overrides).map_err(|d| fail(&c, &d))?;
+    let Some([ch, h, w]) = network.input.as_chw() else {
+        return Err(error(format!("{}: the network's input {} is not an image (C×H×W)", spec.spec.display(), network.input)));
+    };
+    let dataset = data::load(data_path, [ch as usize, h as usize, w as usize]).map_err(error)?;
+    Ok((network, dataset))
+}
+
+fn recipe_for(args: &TrainArgs, network: &Network) -> Result<Recipe, ExitCode> {
+    let mut recipe = match &args.recipe {
+        Some(path) => Recipe::load(path),
+        None => Recipe::shipped(recipe::default_for(&network.name)),
+    }
+    .map_err(error)?;
+    for assignment in &args.recipe_overrides {
+        recipe = recipe.set(assignment).map_err(error)?;
+    }
+    if let Some(epochs) = args.epochs {
+        recipe.epochs = epochs;
+    }
+    if let Some(batch_size) = args.batch_size {
+        recipe.batch_size = batch_size;
+    }
+    if let Some(lr) = args.lr {
+        recipe.optimizer.lr = lr;
+    }
+    Ok(recipe)
+}
+
+pub(crate) fn train(args: TrainArgs) -> Result<(), ExitCode> {
+    let (devices, device_name) = resnetc_runtime::device::parse(&args.device).map_err(error)?;
+    let (network, dataset) = network_and_data(&args.spec, &args.data)?;
+    let mut recipe = recipe_for(&args, &network)?;
+    let out = match &args.out {
+        Some(out) => out.clone(),
+        None => {
+            let stem = args.spec.spec.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned());
+            let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            PathBuf::from("runs").join(format!("{stem}-{stamp}"))
+        }
+    };
+    if args.resume {
+        // The run's own recipe (with its normalisation) continues; only the length may change.
+        let saved = out.join("recipe.yaml");
+        let mut previous = Recipe::load(&saved).map_err(error)?;
+        if let Some(epochs) = args.epochs {
+            previous.epochs = epochs;
+        }
+        let changed = args.recipe.is_some() || !args.recipe_overrides.is_empty() || args.batch_size.is_some() || args.lr.is_some();
+        if changed {
+            return Err(error(format!(
+                "--resume continues with {}; only --epochs may change (start a new --out for another recipe)",
+                saved.display()
+            )));
+        }
+        recipe = previous;
+    }
+    let options = TrainOptions {
+        spec: args.spec.spec.display().to_string(),
+        recipe,
+        out: out.clone(),
+        resume: args.resume,
+        seed: args.seed,
+        val_split: args.val_split,
+        devices,
+        device_name,
+        workers: args.workers.max(1),
+        progress: match args.progress {
+            ProgressArg::Auto => Progress::Auto,
+            ProgressArg::Plain => Progress::Plain,
+        },
+    };
+    match runtime::train(&network, &dataset, &options) {
+        Ok(summary) => {
+            let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2}%", v * 100.0));
+            println!(
+                "{}: {} epochs, test accuracy {}{}, {:.0}s; run folder {}",
+                network.name,
+                summary.epochs,
+                pct(summary.test_accuracy),
+                match summary.best_epoch {
+                    Some(e) => format!(" (best validation {} at epoch {e})", pct(summary.best_val_accuracy)),
+                    None => String::new(),
+                },
+                summary.seconds,
+                out.display()
+            );
+            if let Some(reason) = summary.stopped {
+                println!("stopped early: {reason}; continue with --resume --out {}", out.display());
+            }
+            Ok(())
+        }
+        Err(e @ TrainError::Diverged(_)) => Err(error(format!("{e}\n  run folder: {}", out.display()))),
+        Err(e) => Err(error(e)),
+    }
+}
+
+pub(crate) fn eval(args: EvalArgs) -> Result<(), ExitCode> {
+    let (devices, _) = resnetc_runtime::device::parse(&args.device).map_err(error)?;
+    let device = devices.into_iter().next().expect("parse returns at least one device");
+    let (network, dataset) = network_and_data(&args.spec, &args.data)?;
+    let beside = [args.weights.parent(), args.weights.parent().and_then(Path::parent)]
+        .into_iter()
+        .flatten()
+        .map(|d| d.join("recipe.yaml"))
+        .find(|p| p.exists());
+    let normalize = match args.recipe.as_ref().or(beside.as_ref()) {
+        Some(path) => Recipe::load(path).map_err(error)?.normalize,
+        None => None,
+    };
+    let (mean, std) = match normalize {
+        Some(n) => (n.mean, n.std),
+        None => dataset.train.channel_stats(),
+    };
+    let classes = network.output.numel();
+    if let Some(&label) = dataset.test.labels.iter().find(|&&l| u64::from(l) >= classes) {
+        return Err(error(format!("the data has label {label} but {} has {classes} outputs (set classes=…)", network.name)));
+    }
+    use burn::module::Module;
+    let model = DynNet::new(&network, &device)
+        .try_load_file(&args.weights)
+        .map_err(|e| error(format!("{}: cannot load into {}: {e}", args.weights.display(), network.name)))?;
+    let augment = Augment { mean, std, pad: 0, flip: false };
+    let result = runtime::evaluate(&model, &dataset.test, &augment, args.batch_size, &device).map_err(error)?;
+    match args.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "spec": args.spec.spec.display().to_string(),
+                "network": network.name,
+                "weights": args.weights.display().to_string(),
+                "images": result.images,
+                "top1": result.top1,
+                "top5": result.top5,
+                "loss": result.loss,
+            }))
+            .expect("JSON of numbers")
+        ),
+        Format::Table => {
+            println!("{} on {} test images ({})", network.name, result.images, args.weights.display());
+            println!("  top-1 accuracy  {:>7.2}%", result.top1 * 100.0);
+            println!("  top-5 accuracy  {:>7.2}%", result.top5 * 100.0);
+            println!("  loss            {:>8.4}", result.loss);
+        }
+    }
+    Ok(())
+}
