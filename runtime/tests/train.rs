@@ -1,0 +1,210 @@
+//! Training end to end on a small CIFAR-10 binary fixture built here: the run folder, the
+//! checkpoint loading into the emitted struct, resume after an interruption and after a
+//! corrupt newest checkpoint, NaN stops, and the errors for bad setups.
+
+use burn::module::Module;
+use burn::tensor::{Device, Distribution, Tensor};
+use resnetc_codegen_tests::resnet_20::Resnet20;
+use resnetc_compiler::Compilation;
+use resnetc_runtime::data::{self, Augment};
+use resnetc_runtime::model::DynNet;
+use resnetc_runtime::recipe::Recipe;
+use resnetc_runtime::report::{read_csv, Summary};
+use resnetc_runtime::train::{evaluate, train, Progress, TrainError, TrainOptions};
+use std::path::{Path, PathBuf};
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("resnetc-train-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// CIFAR-10 binary files: 5 × 8 training records and 16 test records; the class sets the
+/// mean brightness of each channel, so there is something to learn.
+fn fixture(dir: &Path) -> PathBuf {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut state = 12345u32;
+    let mut record = |label: u8| {
+        let mut r = vec![label];
+        for ch in 0..3u32 {
+            for _ in 0..1024 {
+                state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                let noise = (state >> 24) as u32 % 64;
+                r.push(((u32::from(label) * 20 + ch * 7 + noise) % 256) as u8);
+            }
+        }
+        r
+    };
+    for b in 1..=5u8 {
+        let bytes: Vec<u8> = (0..8u8).flat_map(|i| record((b + i) % 10)).collect();
+        std::fs::write(data.join(format!("data_batch_{b}.bin")), bytes).unwrap();
+    }
+    let test: Vec<u8> = (0..16u8).flat_map(|i| record(i % 10)).collect();
+    std::fs::write(data.join("test_batch.bin"), test).unwrap();
+    data
+}
+
+fn resnet20() -> resnetc_compiler::Network {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../specs/resnet-20.net");
+    let mut c = Compilation::new();
+    let id = c.add_source("specs/resnet-20.net", std::fs::read_to_string(path).unwrap());
+    c.check(id, &[]).unwrap()
+}
+
+fn options(out: &Path, epochs: u32, val_split: usize) -> TrainOptions {
+    let mut recipe = Recipe::shipped("resnet-cifar").unwrap();
+    recipe.epochs = epochs;
+    recipe.batch_size = 16;
+    // Milestones inside the short run, so the lr column shows the schedule.
+    recipe = recipe.set("schedule.milestones=[2]").unwrap();
+    TrainOptions {
+        spec: "specs/resnet-20.net".into(),
+        recipe,
+        out: out.to_path_buf(),
+        resume: false,
+        seed: 7,
+        val_split,
+        devices: vec![Device::flex()],
+        device_name: "cpu".into(),
+        workers: 1,
+        progress: Progress::Silent,
+    }
+}
+
+fn summary(out: &Path) -> Summary {
+    serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn a_run_leaves_its_folder_and_its_weights_load_into_the_emitted_struct() {
+    let dir = temp("run");
+    let dataset = data::load(&fixture(&dir), [3, 32, 32]).unwrap();
+    let out = dir.join("run");
+    let network = resnet20();
+    let result = train(&network, &dataset, &options(&out, 3, 8)).unwrap();
+
+    let rows = read_csv(&out.join("metrics.csv")).unwrap();
+    assert_eq!(rows.iter().map(|r| r.epoch).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(rows.iter().map(|r| r.lr).collect::<Vec<_>>(), [0.1, 0.1, 0.010000000000000002], "÷10 after 2 epochs (PyTorch's MultiStepLR)");
+    for r in &rows {
+        assert!(r.train_loss.is_finite() && r.test_loss.is_finite(), "{r:?}");
+        assert!((0.0..=1.0).contains(&r.test_acc) && r.val_acc.is_some_and(|a| (0.0..=1.0).contains(&a)), "{r:?}");
+        // Accuracies are multiples of 1/16 (test) and 1/8 (validation): counted, not estimated.
+        assert_eq!((r.test_acc * 16.0).fract(), 0.0);
+        assert!(r.seconds > 0.0 && r.images_per_sec > 0.0);
+    }
+    let s = summary(&out);
+    assert_eq!(s, result);
+    assert_eq!((s.epochs, s.params, s.train_images, s.val_images, s.test_images), (3, 272_474, 32, 8, 16));
+    assert_eq!(s.test_accuracy, Some(rows[2].test_acc));
+    let best = s.best_epoch.unwrap();
+    assert_eq!(s.best_val_accuracy, rows[best - 1].val_acc);
+    assert!(rows.iter().all(|r| r.val_acc <= s.best_val_accuracy));
+    assert!(std::fs::read_to_string(out.join("curves.svg")).unwrap().contains("<polyline"));
+    let saved = Recipe::load(&out.join("recipe.yaml")).unwrap();
+    assert_eq!(saved.normalize.as_ref().map(|n| n.mean.len()), Some(3), "normalisation recorded for eval");
+
+    // last.bpk is the last epoch and loads into the code `resnetc compile` emits; the
+    // evaluation of either network gives the test accuracy of the last row.
+    let device = Device::flex();
+    let emitted = Resnet20::new(&device).try_load_file(out.join("last.bpk")).expect("loads into the emitted struct").valid();
+    let dynamic = DynNet::new(&network, &device).try_load_file(out.join("last.bpk")).unwrap().valid();
+    let x = Tensor::<4>::random([2, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+    let a: Vec<f32> = emitted.forward(x.clone()).into_data().try_to_vec::<f32>().unwrap();
+    let b: Vec<f32> = dynamic.forward(x).into_data().try_to_vec::<f32>().unwrap();
+    assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-4), "same weights, same outputs");
+    let n = saved.normalize.unwrap();
+    let augment = Augment { mean: n.mean, std: n.std, pad: 0, flip: false };
+    let eval = evaluate(&dynamic, &dataset.test, &augment, 5, &device).unwrap();
+    assert_eq!(eval.top1, rows[2].test_acc, "eval agrees with training's last test score");
+    assert!((eval.loss - rows[2].test_loss).abs() < 1e-4);
+    assert!(eval.top5 >= eval.top1);
+    assert!(out.join("best.bpk").exists());
+    // Kept: the last two epochs and the best.
+    let kept: Vec<_> = (1..=3).filter(|e| out.join(format!("checkpoint/model-{e}.bpk")).exists()).collect();
+    assert!(kept.contains(&2) && kept.contains(&3) && kept.contains(&best), "{kept:?}");
+}
+
+#[test]
+fn resume_continues_after_the_last_complete_epoch() {
+    let dir = temp("resume");
+    let dataset = data::load(&fixture(&dir), [3, 32, 32]).unwrap();
+    let out = dir.join("run");
+    let network = resnet20();
+    train(&network, &dataset, &options(&out, 2, 0)).unwrap();
+    let first = read_csv(&out.join("metrics.csv")).unwrap();
+
+    // Starting again over a run is refused; resuming it continues to the new length.
+    let again = train(&network, &dataset, &options(&out, 3, 0)).unwrap_err();
+    assert!(again.to_string().contains("--resume"), "{again}");
+    let mut resume = options(&out, 4, 0);
+    resume.resume = true;
+    train(&network, &dataset, &resume).unwrap();
+    let rows = read_csv(&out.join("metrics.csv")).unwrap();
+    assert_eq!(rows.iter().map(|r| r.epoch).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert_eq!(rows[..2], first[..], "finished epochs untouched");
+    assert_eq!(rows[2].lr, 0.010000000000000002, "the scheduler continued past its milestone");
+
+    // A newest checkpoint cut short (a crash mid-write of a non-atomic copy): resume from
+    // the epoch before, redoing the lost one.
+    let before = rows.clone();
+    let newest = out.join("checkpoint/model-4.bpk");
+    let bytes = std::fs::read(&newest).unwrap();
+    std::fs::write(&newest, &bytes[..bytes.len() / 2]).unwrap();
+    let mut resume = options(&out, 5, 0);
+    resume.resume = true;
+    train(&network, &dataset, &resume).unwrap();
+    let rows = read_csv(&out.join("metrics.csv")).unwrap();
+    assert_eq!(rows.iter().map(|r| r.epoch).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    assert_eq!(rows[..3], before[..3], "epochs up to the resumed checkpoint untouched");
+    assert_eq!(summary(&out).epochs, 5);
+
+    // Nothing to resume from.
+    let mut empty = options(&dir.join("empty"), 2, 0);
+    empty.resume = true;
+    let e = train(&network, &dataset, &empty).unwrap_err();
+    assert!(e.to_string().contains("no complete checkpoint"), "{e}");
+}
+
+#[test]
+fn a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint() {
+    let dir = temp("nan");
+    let dataset = data::load(&fixture(&dir), [3, 32, 32]).unwrap();
+    let out = dir.join("run");
+    let network = resnet20();
+    train(&network, &dataset, &options(&out, 1, 0)).unwrap();
+    let good = std::fs::read(out.join("checkpoint/model-1.bpk")).unwrap();
+
+    let mut blow_up = options(&out, 3, 0);
+    blow_up.resume = true;
+    blow_up.recipe = blow_up.recipe.set("optimizer.lr=1e30").unwrap().set("schedule={kind: constant}").unwrap();
+    let e = train(&network, &dataset, &blow_up).unwrap_err();
+    assert!(matches!(e, TrainError::Diverged(_)), "{e:?}");
+    assert!(e.to_string().contains("training loss became"), "{e}");
+    let rows = read_csv(&out.join("metrics.csv")).unwrap();
+    assert_eq!(rows.len(), 1, "no row for the diverged epoch");
+    assert!(!out.join("checkpoint/model-2.bpk").exists(), "the diverged epoch is not checkpointed");
+    assert_eq!(std::fs::read(out.join("last.bpk")).unwrap(), good, "last.bpk is the last good epoch");
+    assert!(summary(&out).stopped.unwrap().contains("training loss became"));
+}
+
+#[test]
+fn bad_setups_are_errors_before_training() {
+    let dir = temp("bad");
+    let dataset = data::load(&fixture(&dir), [3, 32, 32]).unwrap();
+    let network = resnet20();
+    let e = train(&network, &dataset, &options(&dir.join("a"), 1, 40)).unwrap_err();
+    assert!(e.to_string().contains("--val-split 40 leaves no training image"), "{e}");
+
+    let mut c = Compilation::new();
+    let id = c.add_source("five.net", "network five(classes = 5) {\n input 3x32x32\n global_avg_pool linear(classes)\n}\n");
+    let five = c.check(id, &[]).unwrap();
+    let e = train(&five, &dataset, &options(&dir.join("b"), 1, 0)).unwrap_err();
+    assert!(e.to_string().contains("label 5 but five has 5 outputs"), "{e}");
+
+    let mut zero = options(&dir.join("c"), 1, 0);
+    zero.recipe.batch_size = 0;
+    assert!(train(&network, &dataset, &zero).unwrap_err().to_string().contains("batch_size"));
+}
