@@ -1,0 +1,114 @@
+//! `resnetc train` and `resnetc eval` from the command line, on a CIFAR-100 binary fixture
+//! built here, and their errors for bad flags and bad files.
+#![cfg(feature = "train")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn resnetc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_resnetc"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("resnetc-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// CIFAR-100 binary: `train.bin` (24 records) and `test.bin` (12), coarse then fine label.
+fn cifar100(dir: &Path) -> PathBuf {
+    let data = dir.join("cifar-100-binary");
+    std::fs::create_dir_all(&data).unwrap();
+    let record = |fine: u8, seed: u8| {
+        let mut r = vec![fine / 5, fine];
+        r.extend((0..3072u32).map(|i| (i as u8).wrapping_mul(seed).wrapping_add(fine)));
+        r
+    };
+    let train: Vec<u8> = (0..24u8).flat_map(|i| record(i * 4 % 100, i)).collect();
+    let test: Vec<u8> = (0..12u8).flat_map(|i| record(i * 8 % 100, i + 50)).collect();
+    std::fs::write(data.join("train.bin"), train).unwrap();
+    std::fs::write(data.join("test.bin"), test).unwrap();
+    data
+}
+
+const TINY: &str = "network tiny(classes = 10) {\n    input 3x32x32\n    conv3x3(8)\n    bn relu\n    stage 1 × basic(8)\n    global_avg_pool linear(classes)\n}\n";
+
+#[test]
+fn train_then_eval_agree() {
+    let dir = temp("train");
+    let data = cifar100(&dir);
+    let spec = dir.join("tiny.net");
+    std::fs::write(&spec, TINY).unwrap();
+    let out = dir.join("run");
+    let (spec, data, out) = (spec.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    let run = resnetc(&[
+        "train", spec, "--set", "classes=100", "--data", data, "--epochs", "2", "--batch-size", "8", "--val-split", "4",
+        "--set-recipe", "label_smoothing=0.1", "--out", out, "--seed", "3",
+    ]);
+    let stdout = text(&run.stdout);
+    assert_eq!(run.status.code(), Some(0), "{stdout}{}", text(&run.stderr));
+    assert!(stdout.contains("20 train / 4 val / 12 test images, 2 epochs of 3 iterations"), "{stdout}");
+    assert!(stdout.contains("epoch   1/2") && stdout.contains("epoch   2/2"), "plain lines off a terminal: {stdout}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(Path::new(out).join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["epochs"], 2);
+    assert_eq!(summary["spec"], spec);
+    let recipe = std::fs::read_to_string(Path::new(out).join("recipe.yaml")).unwrap();
+    assert!(recipe.contains("label_smoothing: 0.1") && recipe.contains("epochs: 2"), "{recipe}");
+
+    let weights = format!("{out}/last.bpk");
+    let eval = resnetc(&["eval", spec, "--set", "classes=100", "--weights", &weights, "--data", data, "--format", "json"]);
+    assert_eq!(eval.status.code(), Some(0), "{}", text(&eval.stderr));
+    let scores: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
+    assert_eq!(scores["images"], 12);
+    assert_eq!(scores["top1"], summary["test_accuracy"], "eval uses the run's normalisation");
+    assert!(scores["top5"].as_f64().unwrap() >= scores["top1"].as_f64().unwrap());
+    let table = text(&resnetc(&["eval", spec, "--set", "classes=100", "--weights", &weights, "--data", data]).stdout);
+    assert!(table.contains("top-1 accuracy") && table.contains("top-5 accuracy"), "{table}");
+
+    // The weights of another network are refused with the file's name.
+    let wrong = resnetc(&["eval", "specs/resnet-20.net", "--set", "classes=100", "--weights", &weights, "--data", data]);
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(text(&wrong.stderr).contains("last.bpk: cannot load into resnet_20"), "{}", text(&wrong.stderr));
+    // So is a file that is not a checkpoint.
+    std::fs::write(dir.join("junk.bpk"), b"not a checkpoint").unwrap();
+    let junk = resnetc(&["eval", spec, "--set", "classes=100", "--weights", dir.join("junk.bpk").to_str().unwrap(), "--data", data]);
+    assert_eq!(junk.status.code(), Some(1));
+    assert!(text(&junk.stderr).contains("junk.bpk"), "{}", text(&junk.stderr));
+}
+
+#[test]
+fn train_flags_and_inputs_are_checked() {
+    let dir = temp("flags");
+    let data = cifar100(&dir);
+    let data = data.to_str().unwrap();
+    let fail = |args: &[&str], needle: &str| {
+        let out = resnetc(args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    };
+    fail(&["train", "specs/resnet-20.net", "--data", data, "--device", "tpu"], "unknown device `tpu`");
+    fail(&["train", "specs/resnet-20.net", "--data", "/no/such/cifar"], "/no/such/cifar");
+    fail(&["train", "specs/resnet-20.net", "--data", data, "--set-recipe", "optimizer.lrr=1"], "unknown field `lrr`");
+    fail(&["train", "specs/resnet-20.net", "--data", data, "--recipe", "/no/such.yaml"], "/no/such.yaml");
+    fail(&["train", "specs/resnet-20.net", "--data", data, "--epochs", "1"], "but resnet_20 has 10 outputs");
+    fail(&["train", "tests/errors/unknown-block.net", "--data", data], "unknown-block.net:4:");
+    let out = dir.join("none");
+    fail(&["train", "specs/resnet-20.net", "--data", data, "--resume", "--out", out.to_str().unwrap()], "recipe.yaml");
+    // Usage errors are clap's: exit 2.
+    assert_eq!(resnetc(&["train", "specs/resnet-20.net"]).status.code(), Some(2), "--data is required");
+    assert_eq!(resnetc(&["train", "specs/resnet-20.net", "--data", data, "--resume"]).status.code(), Some(2), "--resume needs --out");
+    assert_eq!(resnetc(&["train", "specs/resnet-20.net", "--data", data, "--epochs", "many"]).status.code(), Some(2));
+}
