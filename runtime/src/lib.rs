@@ -1,13 +1,15 @@
 //! Training and evaluation of resnetc networks on CIFAR-10/100.
 //!
-//! What is here so far:
+//! What is here:
 //! - [`data`]: both CIFAR binary formats and image folders (plain, `.tar`, `.tar.gz`), decoded
 //!   once, with the papers' augmentation, deterministic for a seed;
 //! - [`model`]: any checked network built at run time from its IR, with the parameter paths
 //!   of the code `resnetc compile` emits, so checkpoints are interchangeable;
 //! - [`recipe`]: the papers' training recipes as YAML, every key overridable.
 //!
-//! The trainer (`resnetc train`/`eval`) is the next step.
+//! - [`train`]: training on burn-train (`resnetc train`) and test-split evaluation (`resnetc eval`);
+//! - [`report`]: the run folder's `metrics.csv`, `curves.svg` and `summary.json`;
+//! - [`device`]: `--device` values, GPU backends behind cargo features.
 
 pub mod data;
 pub mod device;
