@@ -28,20 +28,25 @@ pub fn parse(text: &str) -> Result<(Vec<Device>, String), String> {
             }
             vec![Device::flex()]
         }
-        "wgpu" => wgpu(indices.unwrap_or_else(|| vec![0]))?,
+        "wgpu" => wgpu(indices)?,
         "cuda" => cuda(indices.unwrap_or_else(|| vec![0]))?,
         other => return Err(format!("unknown device `{other}`: expected cpu, wgpu[:N] or cuda[:N[,M...]]")),
     };
     Ok((devices, name))
 }
 
+/// `wgpu`: the adapter wgpu prefers (a discrete GPU when there is one); `wgpu:N`: discrete GPU N.
 #[cfg(feature = "wgpu")]
-fn wgpu(indices: Vec<usize>) -> Result<Vec<Device>, String> {
-    Ok(indices.into_iter().map(|i| Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(i))).collect())
+fn wgpu(indices: Option<Vec<usize>>) -> Result<Vec<Device>, String> {
+    use burn::tensor::DeviceKind;
+    Ok(match indices {
+        None => vec![Device::wgpu(DeviceKind::DefaultDevice)],
+        Some(indices) => indices.into_iter().map(|i| Device::wgpu(DeviceKind::DiscreteGpu(i))).collect(),
+    })
 }
 
 #[cfg(not(feature = "wgpu"))]
-fn wgpu(_indices: Vec<usize>) -> Result<Vec<Device>, String> {
+fn wgpu(_indices: Option<Vec<usize>>) -> Result<Vec<Device>, String> {
     Err("this resnetc was built without GPU support through wgpu: rebuild with `--features wgpu`".into())
 }
 

@@ -5,8 +5,7 @@
 //!   once, with the papers' augmentation, deterministic for a seed;
 //! - [`model`]: any checked network built at run time from its IR, with the parameter paths
 //!   of the code `resnetc compile` emits, so checkpoints are interchangeable;
-//! - [`recipe`]: the papers' training recipes as YAML, every key overridable.
-//!
+//! - [`recipe`]: the papers' training recipes as YAML, every key overridable;
 //! - [`train`]: training on burn-train (`resnetc train`) and test-split evaluation (`resnetc eval`);
 //! - [`report`]: the run folder's `metrics.csv`, `curves.svg` and `summary.json`;
 //! - [`device`]: `--device` values, GPU backends behind cargo features.
