@@ -112,3 +112,24 @@ fn train_flags_and_inputs_are_checked() {
     assert_eq!(resnetc(&["train", "specs/resnet-20.net", "--data", data, "--resume"]).status.code(), Some(2), "--resume needs --out");
     assert_eq!(resnetc(&["train", "specs/resnet-20.net", "--data", data, "--epochs", "many"]).status.code(), Some(2));
 }
+
+#[test]
+fn the_same_seed_trains_the_same_network() {
+    let dir = temp("seed");
+    let data = cifar100(&dir);
+    let spec = dir.join("tiny.net");
+    std::fs::write(&spec, TINY).unwrap();
+    let run = |name: &str, seed: &str| {
+        let out = dir.join(name);
+        let args = ["train", spec.to_str().unwrap(), "--set", "classes=100", "--data", data.to_str().unwrap(), "--epochs", "3"];
+        let status = resnetc(&[&args[..], &["--batch-size", "8", "--seed", seed, "--out", out.to_str().unwrap()]].concat());
+        assert_eq!(status.status.code(), Some(0), "{}", text(&status.stderr));
+        // Everything but the timings.
+        let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+        csv.lines().map(|l| l.split(',').take(8).collect::<Vec<_>>().join(",")).collect::<Vec<_>>()
+    };
+    let a = run("a", "11");
+    assert_eq!(a.len(), 4);
+    assert_eq!(a, run("b", "11"), "initialisation, shuffling and augmentation follow the seed");
+    assert_ne!(a, run("c", "12"));
+}
