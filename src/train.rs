@@ -167,9 +167,10 @@ pub(crate) fn train(args: TrainArgs) -> Result<(), ExitCode> {
         Ok(summary) => {
             let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2}%", v * 100.0));
             println!(
-                "{}: {} epochs, test accuracy {}{}, {:.0}s; run folder {}",
+                "{}: {} epoch{}, test accuracy {}{}, {:.0}s; run folder {}",
                 network.name,
                 summary.epochs,
+                if summary.epochs == 1 { "" } else { "s" },
                 pct(summary.test_accuracy),
                 match summary.best_epoch {
                     Some(e) => format!(" (best validation {} at epoch {e})", pct(summary.best_val_accuracy)),
