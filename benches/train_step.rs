@@ -3,7 +3,7 @@
 //! runs it) for resnet-20, resnet-56, wrn-16-4 and densenet-bc-100-12 at their recipes'
 //! batch sizes. Data loading is left out (it runs in loader threads during training).
 //!
-//! `cargo bench --bench train`; `RESNETC_BENCH_SPECS=resnet-20,wrn-16-4` picks specs.
+//! `cargo bench --bench train_step`; `RESNETC_BENCH_SPECS=resnet-20,wrn-16-4` picks specs.
 
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
