@@ -58,6 +58,9 @@ enum Command {
     /// Evaluate trained weights on the test split: top-1/top-5 accuracy and loss.
     #[cfg(feature = "train")]
     Eval(Box<train::EvalArgs>),
+    /// Measure training or inference throughput (median img/s over timed steps, peak RSS).
+    #[cfg(feature = "train")]
+    Bench(Box<train::BenchArgs>),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -166,5 +169,7 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
         Command::Train(args) => train::train(*args),
         #[cfg(feature = "train")]
         Command::Eval(args) => train::eval(*args),
+        #[cfg(feature = "train")]
+        Command::Bench(args) => train::bench(*args),
     }
 }

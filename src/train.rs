@@ -83,6 +83,40 @@ pub(crate) struct EvalArgs {
     format: Format,
 }
 
+#[derive(clap::Args)]
+pub(crate) struct BenchArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// A training step (forward, backward, SGD update) or an inference pass (eval mode).
+    #[arg(long, value_enum, default_value = "train")]
+    mode: BenchMode,
+    /// Images per step (default: the recipe's batch size for train, 256 for infer).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Timed steps; the median step time is reported.
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// Untimed steps before timing.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// A recipe YAML file for the optimizer (default: the shipped recipe of the network's family).
+    #[arg(long)]
+    recipe: Option<PathBuf>,
+    /// cpu, wgpu[:N] or cuda[:N] (the first device of a list).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BenchMode {
+    Train,
+    Infer,
+}
+
 fn error(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(1)
@@ -235,6 +269,44 @@ pub(crate) fn eval(args: EvalArgs) -> Result<(), ExitCode> {
             println!("  top-1 accuracy  {:>7.2}%", result.top1 * 100.0);
             println!("  top-5 accuracy  {:>7.2}%", result.top5 * 100.0);
             println!("  loss            {:>8.4}", result.loss);
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn bench(args: BenchArgs) -> Result<(), ExitCode> {
+    use resnetc_runtime::bench::{self, BenchOptions, Mode};
+    let (devices, device_name) = resnetc_runtime::device::parse(&args.device).map_err(error)?;
+    let device = devices.into_iter().next().expect("parse returns at least one device");
+    let (c, id) = load(&args.spec)?;
+    let network = c.check(id, &args.spec.overrides).map_err(|d| fail(&c, &d))?;
+    let recipe = match &args.recipe {
+        Some(path) => Recipe::load(path),
+        None => Recipe::shipped(recipe::default_for(&network.name)),
+    }
+    .map_err(error)?;
+    let mode = match args.mode {
+        BenchMode::Train => Mode::Train,
+        BenchMode::Infer => Mode::Infer,
+    };
+    let batch_size = args.batch_size.unwrap_or(match mode {
+        Mode::Train => recipe.batch_size,
+        Mode::Infer => 256,
+    });
+    let options = BenchOptions { mode, batch_size, warmup: args.warmup, steps: args.steps, recipe, seed: args.seed };
+    let spec = args.spec.spec.display().to_string();
+    let result = bench::run(&spec, &network, &device, &options).map_err(error)?;
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string(&result).expect("JSON of numbers")),
+        Format::Table => {
+            let rss = result.peak_rss_bytes.map_or("-".into(), |b| format!("{:.0} MiB", b as f64 / (1u64 << 20) as f64));
+            println!("{} ({mode}, batch {batch_size}, {device_name}, {} timed steps)", network.name, result.steps);
+            println!("  images/s (median)  {:>10.1}", result.images_per_sec);
+            println!(
+                "  step time          {:>10.4} s (min {:.4}, max {:.4})",
+                result.median_step_seconds, result.min_step_seconds, result.max_step_seconds
+            );
+            println!("  peak RSS           {rss:>10}");
         }
     }
     Ok(())

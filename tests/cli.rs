@@ -1,19 +1,8 @@
 //! The `resnetc` binary: exit codes, outputs and the `--set` overrides.
 
-use std::process::{Command, Output};
+mod common;
 
-fn resnetc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_resnetc"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use common::{resnetc, text};
 
 #[test]
 fn check_prints_a_one_line_summary() {

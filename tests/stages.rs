@@ -51,6 +51,7 @@ stage_tests! {
     resnet_44 => "specs/resnet-44.net",
     resnet_56 => "specs/resnet-56.net",
     resnext_29_16x64d => "specs/resnext-29-16x64d.net",
+    resnext_29_8x16d => "specs/resnext-29-8x16d.net",
     resnext_29_8x64d => "specs/resnext-29-8x64d.net",
     se_resnet_20 => "specs/se-resnet-20.net",
     wrn_16_4 => "specs/wrn-16-4.net",

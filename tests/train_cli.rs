@@ -2,21 +2,10 @@
 //! built here, and their errors for bad flags and bad files.
 #![cfg(feature = "train")]
 
+mod common;
+
+use common::{resnetc, text};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn resnetc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_resnetc"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 fn temp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("resnetc-cli-{name}-{}", std::process::id()));
@@ -132,4 +121,38 @@ fn the_same_seed_trains_the_same_network() {
     assert_eq!(a.len(), 4);
     assert_eq!(a, run("b", "11"), "initialisation, shuffling and augmentation follow the seed");
     assert_ne!(a, run("c", "12"));
+}
+
+#[test]
+fn bench_reports_throughput_as_json_and_checks_its_flags() {
+    for mode in ["train", "infer"] {
+        let out = resnetc(&[
+            "bench", "specs/resnet-20.net", "--mode", mode, "--batch-size", "4", "--steps", "3", "--warmup", "1", "--format", "json",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["spec"], "specs/resnet-20.net");
+        assert_eq!(json["mode"], mode);
+        assert_eq!(json["batch_size"], 4);
+        assert_eq!(json["steps"], 3);
+        let ips = json["images_per_sec"].as_f64().unwrap();
+        let median = json["median_step_seconds"].as_f64().unwrap();
+        assert!(ips > 0.0 && (ips * median - 4.0).abs() < 1e-6, "img/s = batch / median step: {json}");
+        assert!(json["min_step_seconds"].as_f64().unwrap() <= median && median <= json["max_step_seconds"].as_f64().unwrap());
+        assert!(json["peak_rss_bytes"].as_u64().unwrap() > 10 << 20, "{json}");
+    }
+    let table = resnetc(&["bench", "specs/resnet-20.net", "--set", "classes=100", "--batch-size", "2", "--steps", "1", "--warmup", "0"]);
+    assert_eq!(table.status.code(), Some(0), "{}", text(&table.stderr));
+    assert!(text(&table.stdout).contains("images/s (median)"), "{}", text(&table.stdout));
+
+    let zero = resnetc(&["bench", "specs/resnet-20.net", "--steps", "0"]);
+    assert_eq!(zero.status.code(), Some(1));
+    assert!(text(&zero.stderr).contains("--steps must be at least 1"), "{}", text(&zero.stderr));
+    let batch = resnetc(&["bench", "specs/resnet-20.net", "--batch-size", "0"]);
+    assert_eq!(batch.status.code(), Some(1));
+    assert!(text(&batch.stderr).contains("batch size must be at least 1"), "{}", text(&batch.stderr));
+    let mode = resnetc(&["bench", "specs/resnet-20.net", "--mode", "fast"]);
+    assert_eq!(mode.status.code(), Some(2));
+    let device = resnetc(&["bench", "specs/resnet-20.net", "--device", "tpu"]);
+    assert_eq!(device.status.code(), Some(1));
 }

@@ -287,6 +287,7 @@ SPECS = {
     "wrn-16-8": lambda k: WideResNet(16, 8, k),
     "wrn-28-10": lambda k: WideResNet(28, 10, k, drop=0.3),
     "wrn-40-4": lambda k: WideResNet(40, 4, k),
+    "resnext-29-8x16d": lambda k: CifarResNeXt(29, 8, 16, k),
     "resnext-29-8x64d": lambda k: CifarResNeXt(29, 8, 64, k),
     "resnext-29-16x64d": lambda k: CifarResNeXt(29, 16, 64, k),
     "densenet-40-12": lambda k: DenseNet(40, 12, k, bottleneck=False, compression=1.0),

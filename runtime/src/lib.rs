@@ -8,8 +8,10 @@
 //! - [`recipe`]: the papers' training recipes as YAML, every key overridable;
 //! - [`train`]: training on burn-train (`resnetc train`) and test-split evaluation (`resnetc eval`);
 //! - [`report`]: the run folder's `metrics.csv`, `curves.svg` and `summary.json`;
-//! - [`device`]: `--device` values, GPU backends behind cargo features.
+//! - [`device`]: `--device` values, GPU backends behind cargo features;
+//! - [`bench`]: training and inference throughput (`resnetc bench`).
 
+pub mod bench;
 pub mod data;
 pub mod device;
 pub mod model;

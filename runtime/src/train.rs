@@ -145,6 +145,19 @@ fn chunks(part: Part, indices: &[usize], batch_size: usize) -> Vec<Chunk> {
         .collect()
 }
 
+/// The recipe's SGD: momentum with the recipe's dampening (0 in every shipped recipe, where
+/// Burn's default is 0.1), Nesterov, weight decay.
+pub fn sgd(recipe: &Recipe) -> SgdConfig {
+    let o = &recipe.optimizer;
+    SgdConfig::new()
+        .with_momentum((o.momentum > 0.0).then_some(MomentumConfig {
+            momentum: o.momentum,
+            dampening: o.dampening,
+            nesterov: o.nesterov,
+        }))
+        .with_weight_decay((o.weight_decay > 0.0).then_some(WeightDecayConfig { penalty: o.weight_decay as f32 }))
+}
+
 /// Per-image cross-entropy, with PyTorch's label smoothing: `(1-ε)·nll + ε·mean(-log p)`.
 pub fn item_losses(logits: Tensor<2>, targets: Tensor<1, Int>, smoothing: f64) -> Tensor<1> {
     let [n, _] = logits.dims();
@@ -805,15 +818,7 @@ pub fn train(network: &Network, dataset: &Dataset, options: &TrainOptions) -> Re
                 .num_workers(options.workers)
                 .build(InMemDataset::new(eval_items));
 
-        let o = &recipe.optimizer;
-        let optimizer = SgdConfig::new()
-            .with_momentum((o.momentum > 0.0).then(|| MomentumConfig {
-                momentum: o.momentum,
-                dampening: o.dampening,
-                nesterov: o.nesterov,
-            }))
-            .with_weight_decay((o.weight_decay > 0.0).then(|| WeightDecayConfig { penalty: o.weight_decay as f32 }))
-            .init();
+        let optimizer = sgd(recipe).init();
         main_device.seed(options.seed);
         // Parameters are created tracked (on the autodiff device): Burn's fork keeps that state.
         let model = DynNet::new(network, &main_device.clone().autodiff()).with_label_smoothing(recipe.label_smoothing);

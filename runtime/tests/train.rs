@@ -31,7 +31,7 @@ fn fixture(dir: &Path) -> PathBuf {
         for ch in 0..3u32 {
             for _ in 0..1024 {
                 state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
-                let noise = (state >> 24) as u32 % 64;
+                let noise = (state >> 24) % 64;
                 r.push(((u32::from(label) * 20 + ch * 7 + noise) % 256) as u8);
             }
         }

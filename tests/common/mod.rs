@@ -39,3 +39,18 @@ pub fn check(path: &str, overrides: &[Override]) -> resnetc_compiler::Network {
 pub fn snapshot_name(path: &str) -> String {
     Path::new(path).with_extension("").to_string_lossy().replace('/', "__")
 }
+
+/// Run the `resnetc` binary from the repository root, without colours.
+pub fn resnetc(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_resnetc"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+/// Lossy UTF-8 of a process's output.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
