@@ -1,6 +1,6 @@
 //! Parse + check + emit time per shipped spec (goal: under 5 ms each, preresnet-1001 included).
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{Criterion, criterion_group, criterion_main};
 use resnetc_compiler::Compilation;
 use std::hint::black_box;
 

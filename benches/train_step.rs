@@ -7,10 +7,10 @@
 //! `cargo bench --bench train_step`; `RESNETC_BENCH_SPECS=resnet-20,wrn-16-4` picks specs.
 
 use burn::tensor::Device;
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use resnetc_compiler::Compilation;
 use resnetc_runtime::bench::{Mode, Stepper};
-use resnetc_runtime::recipe::{default_for, Recipe};
+use resnetc_runtime::recipe::{Recipe, default_for};
 use std::time::Duration;
 
 const SPECS: &[&str] = &["resnet-20", "resnet-56", "wrn-16-4", "resnext-29-8x16d", "densenet-bc-100-12"];

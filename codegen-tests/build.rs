@@ -9,35 +9,36 @@ fn main() {
     let mut index = String::new();
     let mut cases = Vec::new();
     for (folder, prefix) in [("specs", ""), ("tests/cases", "case_")] {
-    let dir = root.join(folder);
-    println!("cargo:rerun-if-changed={}", dir.display());
-    let mut paths: Vec<_> = std::fs::read_dir(&dir)
-        .expect("spec folder is readable")
-        .map(|e| e.expect("a directory entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "net"))
-        .collect();
-    paths.sort();
-    for path in paths {
-        println!("cargo:rerun-if-changed={}", path.display());
-        let stem = format!("{prefix}{}", path.file_stem().unwrap().to_string_lossy().replace('-', "_"));
-        let text = std::fs::read_to_string(&path).expect("spec is readable");
-        let name = format!("{folder}/{}", path.file_name().unwrap().to_string_lossy());
-        let mut compilation = resnetc_compiler::Compilation::new();
-        let id = compilation.add_source(&name, text);
-        let network = match compilation.check(id, &[]) {
-            Ok(n) => n,
-            Err(d) => panic!("{}", compilation.render(&d, false)),
-        };
-        let code = resnetc_compiler::emit::emit(&network).unwrap_or_else(|d| panic!("{}", compilation.render(&d, false)));
-        std::fs::write(Path::new(&out_dir).join(format!("{stem}.rs")), code).expect("OUT_DIR is writable");
-        let summary = serde_json::to_string(&network.summary_json()).expect("summary serialises");
-        std::fs::write(Path::new(&out_dir).join(format!("{stem}.json")), summary).expect("OUT_DIR is writable");
-        // Each module also gets type-erased entry points, so tests can loop over all of them.
-        let ty = &network.type_name;
-        let [c, h, w] = network.input.as_chw().expect("checked networks take C×H×W");
-        writeln!(
-            index,
-            "pub mod {stem} {{\n\
+        let dir = root.join(folder);
+        println!("cargo:rerun-if-changed={}", dir.display());
+        let mut paths: Vec<_> = std::fs::read_dir(&dir)
+            .expect("spec folder is readable")
+            .map(|e| e.expect("a directory entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "net"))
+            .collect();
+        paths.sort();
+        for path in paths {
+            println!("cargo:rerun-if-changed={}", path.display());
+            let stem = format!("{prefix}{}", path.file_stem().unwrap().to_string_lossy().replace('-', "_"));
+            let text = std::fs::read_to_string(&path).expect("spec is readable");
+            let name = format!("{folder}/{}", path.file_name().unwrap().to_string_lossy());
+            let mut compilation = resnetc_compiler::Compilation::new();
+            let id = compilation.add_source(&name, text);
+            let network = match compilation.check(id, &[]) {
+                Ok(n) => n,
+                Err(d) => panic!("{}", compilation.render(&d, false)),
+            };
+            let code =
+                resnetc_compiler::emit::emit(&network).unwrap_or_else(|d| panic!("{}", compilation.render(&d, false)));
+            std::fs::write(Path::new(&out_dir).join(format!("{stem}.rs")), code).expect("OUT_DIR is writable");
+            let summary = serde_json::to_string(&network.summary_json()).expect("summary serialises");
+            std::fs::write(Path::new(&out_dir).join(format!("{stem}.json")), summary).expect("OUT_DIR is writable");
+            // Each module also gets type-erased entry points, so tests can loop over all of them.
+            let ty = &network.type_name;
+            let [c, h, w] = network.input.as_chw().expect("checked networks take C×H×W");
+            writeln!(
+                index,
+                "pub mod {stem} {{\n\
              include!(concat!(env!(\"OUT_DIR\"), \"/{stem}.rs\"));\n\
              pub const SUMMARY: &str = include_str!(concat!(env!(\"OUT_DIR\"), \"/{stem}.json\"));\n\
              /// Build the network, run a zero batch of two, return Burn's parameter count and the output dims.\n\
@@ -47,12 +48,12 @@ fn main() {
                  let out = model.forward(burn::tensor::Tensor::zeros([2, {c}, {h}, {w}], device));\n\
                  (model.num_params(), {ty}::PARAMS, out.dims())\n\
              }}\n}}"
-        )
-        .unwrap();
-        if !prefix.is_empty() {
-            cases.push(stem);
+            )
+            .unwrap();
+            if !prefix.is_empty() {
+                cases.push(stem);
+            }
         }
-    }
     }
     writeln!(
         index,

@@ -2,7 +2,7 @@
 //! (with the default `train` feature).
 
 use clap::{Parser, Subcommand, ValueEnum};
-use resnetc_compiler::diag::{codes, Diagnostic};
+use resnetc_compiler::diag::{Diagnostic, codes};
 use resnetc_compiler::{Compilation, Override};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -134,9 +134,9 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
             let (c, id) = load(&spec)?;
             let text = match emit {
                 Emit::Ast => c.parse(id).map(|ast| ast.to_string()),
-                Emit::Ir => c.check(id, &spec.overrides).map(|net| {
-                    serde_json::to_string_pretty(&net).expect("the IR serialises") + "\n"
-                }),
+                Emit::Ir => c
+                    .check(id, &spec.overrides)
+                    .map(|net| serde_json::to_string_pretty(&net).expect("the IR serialises") + "\n"),
                 Emit::Rust => c.compile(id, &spec.overrides),
             };
             let text = text.map_err(|d| fail(&c, &d))?;
@@ -161,7 +161,9 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
             let net = c.check(id, &spec.overrides).map_err(|d| fail(&c, &d))?;
             match format {
                 Format::Table => print!("{}", net.summary_table()),
-                Format::Json => println!("{}", serde_json::to_string_pretty(&net.summary_json()).expect("the summary serialises")),
+                Format::Json => {
+                    println!("{}", serde_json::to_string_pretty(&net.summary_json()).expect("the summary serialises"))
+                }
             }
             Ok(())
         }

@@ -1,6 +1,6 @@
 //! `resnetc train` and `resnetc eval`: thin shells over `resnetc-runtime`.
 
-use crate::{fail, load, Format, SpecArgs};
+use crate::{Format, SpecArgs, fail, load};
 use resnetc_compiler::ir::Network;
 use resnetc_runtime::data::{self, Augment, Dataset};
 use resnetc_runtime::model::DynNet;
@@ -127,7 +127,11 @@ fn network_and_data(spec: &SpecArgs, data_path: &Path) -> Result<(Network, Datas
     let (c, id) = load(spec)?;
     let network = c.check(id, &spec.overrides).map_err(|d| fail(&c, &d))?;
     let Some([ch, h, w]) = network.input.as_chw() else {
-        return Err(error(format!("{}: the network's input {} is not an image (C×H×W)", spec.spec.display(), network.input)));
+        return Err(error(format!(
+            "{}: the network's input {} is not an image (C×H×W)",
+            spec.spec.display(),
+            network.input
+        )));
     };
     let dataset = data::load(data_path, [ch as usize, h as usize, w as usize]).map_err(error)?;
     Ok((network, dataset))
@@ -173,7 +177,10 @@ pub(crate) fn train(args: TrainArgs) -> Result<(), ExitCode> {
         if let Some(epochs) = args.epochs {
             previous.epochs = epochs;
         }
-        let changed = args.recipe.is_some() || !args.recipe_overrides.is_empty() || args.batch_size.is_some() || args.lr.is_some();
+        let changed = args.recipe.is_some()
+            || !args.recipe_overrides.is_empty()
+            || args.batch_size.is_some()
+            || args.lr.is_some();
         if changed {
             return Err(error(format!(
                 "--resume continues with {}; only --epochs may change (start a new --out for another recipe)",
@@ -242,7 +249,10 @@ pub(crate) fn eval(args: EvalArgs) -> Result<(), ExitCode> {
     };
     let classes = network.output.numel();
     if let Some(&label) = dataset.test.labels.iter().find(|&&l| u64::from(l) >= classes) {
-        return Err(error(format!("the data has label {label} but {} has {classes} outputs (set classes=…)", network.name)));
+        return Err(error(format!(
+            "the data has label {label} but {} has {classes} outputs (set classes=…)",
+            network.name
+        )));
     }
     use burn::module::Module;
     let model = DynNet::new(&network, &device)
@@ -299,7 +309,8 @@ pub(crate) fn bench(args: BenchArgs) -> Result<(), ExitCode> {
     match args.format {
         Format::Json => println!("{}", serde_json::to_string(&result).expect("JSON of numbers")),
         Format::Table => {
-            let rss = result.peak_rss_bytes.map_or("-".into(), |b| format!("{:.0} MiB", b as f64 / (1u64 << 20) as f64));
+            let rss =
+                result.peak_rss_bytes.map_or("-".into(), |b| format!("{:.0} MiB", b as f64 / (1u64 << 20) as f64));
             println!("{} ({mode}, batch {batch_size}, {device_name}, {} timed steps)", network.name, result.steps);
             println!("  images/s (median)  {:>10.1}", result.images_per_sec);
             println!(

@@ -56,7 +56,11 @@ fn bad_overrides_name_the_parameter() {
     assert!(stderr.contains("has no parameter `kk` (did you mean `k`?)"), "{stderr}");
     let out = resnetc(&["check", "specs/wrn-28-10.net", "--set", "k=2.5"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("takes a integer") || text(&out.stderr).contains("takes an integer"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("takes a integer") || text(&out.stderr).contains("takes an integer"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

@@ -16,7 +16,11 @@ fn counts_match_the_pytorch_reference() {
         let classes: i64 = classes.parse().unwrap();
         let set = [Override { name: "classes".into(), value: Value::Int(classes), span: None }];
         let network = common::check(&format!("specs/{spec}.net"), &set);
-        assert_eq!(network.trainable_params, params.parse::<u64>().unwrap(), "{spec} with {classes} classes: parameters");
+        assert_eq!(
+            network.trainable_params,
+            params.parse::<u64>().unwrap(),
+            "{spec} with {classes} classes: parameters"
+        );
         assert_eq!(network.macs, macs.parse::<u64>().unwrap(), "{spec} with {classes} classes: MACs");
         seen.insert(spec.to_string());
         rows += 1;

@@ -14,7 +14,13 @@ struct Stage {
 
 fn stage() -> impl Strategy<Value = Stage> {
     let blocks = prop::sample::select(vec![
-        "basic", "bottleneck", "preact_basic", "preact_bottleneck", "wide_basic", "resnext_bottleneck", "dense_layer",
+        "basic",
+        "bottleneck",
+        "preact_basic",
+        "preact_bottleneck",
+        "wide_basic",
+        "resnext_bottleneck",
+        "dense_layer",
         "dense_bottleneck",
     ]);
     (1u32..4, blocks, prop::sample::select(vec![4u32, 8, 16, 32]), any::<bool>())
@@ -43,7 +49,9 @@ fn spec() -> impl Strategy<Value = String> {
                 let call = match s.block {
                     "dense_layer" | "dense_bottleneck" => format!("{}({})", s.block, s.planes),
                     "wide_basic" => format!("wide_basic({}, stride = {stride}, dropout = 0.1)", s.planes),
-                    "resnext_bottleneck" => format!("resnext_bottleneck({}, stride = {stride}, cardinality = 4)", s.planes * 4),
+                    "resnext_bottleneck" => {
+                        format!("resnext_bottleneck({}, stride = {stride}, cardinality = 4)", s.planes * 4)
+                    }
                     "preact_bottleneck" => format!("preact_bottleneck({}, stride = {stride}, k = 2)", s.planes),
                     block => format!("{block}({}, stride = {stride})", s.planes),
                 };

@@ -74,7 +74,12 @@ fn emission_is_deterministic_and_compact() {
     assert_eq!(small, again);
     assert!(small.starts_with(resnetc_compiler::emit::HEADER));
     let big = resnetc_compiler::emit::emit(&check("specs/preresnet-1001.net", &[])).unwrap();
-    assert!(big.lines().count() < small.lines().count() * 2, "preresnet-1001 emits {} lines, resnet-20 {}", big.lines().count(), small.lines().count());
+    assert!(
+        big.lines().count() < small.lines().count() * 2,
+        "preresnet-1001 emits {} lines, resnet-20 {}",
+        big.lines().count(),
+        small.lines().count()
+    );
 }
 
 /// The canonical AST text parses back to the same AST.
@@ -84,7 +89,8 @@ fn ast_text_round_trips() {
         for file in net_files(folder) {
             let (c, id) = load(&file);
             let printed = c.parse(id).unwrap().to_string();
-            let reparsed = resnetc_compiler::syntax::parse(&printed, id).unwrap_or_else(|d| panic!("{file}: {d:?}\n{printed}"));
+            let reparsed =
+                resnetc_compiler::syntax::parse(&printed, id).unwrap_or_else(|d| panic!("{file}: {d:?}\n{printed}"));
             assert_eq!(reparsed.to_string(), printed, "{file}");
         }
     }

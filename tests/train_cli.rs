@@ -41,8 +41,24 @@ fn train_then_eval_agree() {
     let out = dir.join("run");
     let (spec, data, out) = (spec.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
     let run = resnetc(&[
-        "train", spec, "--set", "classes=100", "--data", data, "--epochs", "2", "--batch-size", "8", "--val-split", "4",
-        "--set-recipe", "label_smoothing=0.1", "--out", out, "--seed", "3",
+        "train",
+        spec,
+        "--set",
+        "classes=100",
+        "--data",
+        data,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--val-split",
+        "4",
+        "--set-recipe",
+        "label_smoothing=0.1",
+        "--out",
+        out,
+        "--seed",
+        "3",
     ]);
     let stdout = text(&run.stdout);
     assert_eq!(run.status.code(), Some(0), "{stdout}{}", text(&run.stderr));
@@ -56,7 +72,8 @@ fn train_then_eval_agree() {
     assert!(recipe.contains("label_smoothing: 0.1") && recipe.contains("epochs: 2"), "{recipe}");
 
     let weights = format!("{out}/last.bpk");
-    let eval = resnetc(&["eval", spec, "--set", "classes=100", "--weights", &weights, "--data", data, "--format", "json"]);
+    let eval =
+        resnetc(&["eval", spec, "--set", "classes=100", "--weights", &weights, "--data", data, "--format", "json"]);
     assert_eq!(eval.status.code(), Some(0), "{}", text(&eval.stderr));
     let scores: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
     assert_eq!(scores["images"], 12);
@@ -66,12 +83,22 @@ fn train_then_eval_agree() {
     assert!(table.contains("top-1 accuracy") && table.contains("top-5 accuracy"), "{table}");
 
     // The weights of another network are refused with the file's name.
-    let wrong = resnetc(&["eval", "specs/resnet-20.net", "--set", "classes=100", "--weights", &weights, "--data", data]);
+    let wrong =
+        resnetc(&["eval", "specs/resnet-20.net", "--set", "classes=100", "--weights", &weights, "--data", data]);
     assert_eq!(wrong.status.code(), Some(1));
     assert!(text(&wrong.stderr).contains("last.bpk: cannot load into resnet_20"), "{}", text(&wrong.stderr));
     // So is a file that is not a checkpoint.
     std::fs::write(dir.join("junk.bpk"), b"not a checkpoint").unwrap();
-    let junk = resnetc(&["eval", spec, "--set", "classes=100", "--weights", dir.join("junk.bpk").to_str().unwrap(), "--data", data]);
+    let junk = resnetc(&[
+        "eval",
+        spec,
+        "--set",
+        "classes=100",
+        "--weights",
+        dir.join("junk.bpk").to_str().unwrap(),
+        "--data",
+        data,
+    ]);
     assert_eq!(junk.status.code(), Some(1));
     assert!(text(&junk.stderr).contains("junk.bpk"), "{}", text(&junk.stderr));
 }
@@ -98,7 +125,11 @@ fn train_flags_and_inputs_are_checked() {
     fail(&["train", "specs/resnet-20.net", "--data", data, "--resume", "--out", out.to_str().unwrap()], "recipe.yaml");
     // Usage errors are clap's: exit 2.
     assert_eq!(resnetc(&["train", "specs/resnet-20.net"]).status.code(), Some(2), "--data is required");
-    assert_eq!(resnetc(&["train", "specs/resnet-20.net", "--data", data, "--resume"]).status.code(), Some(2), "--resume needs --out");
+    assert_eq!(
+        resnetc(&["train", "specs/resnet-20.net", "--data", data, "--resume"]).status.code(),
+        Some(2),
+        "--resume needs --out"
+    );
     assert_eq!(resnetc(&["train", "specs/resnet-20.net", "--data", data, "--epochs", "many"]).status.code(), Some(2));
 }
 
@@ -110,8 +141,18 @@ fn the_same_seed_trains_the_same_network() {
     std::fs::write(&spec, TINY).unwrap();
     let run = |name: &str, seed: &str| {
         let out = dir.join(name);
-        let args = ["train", spec.to_str().unwrap(), "--set", "classes=100", "--data", data.to_str().unwrap(), "--epochs", "3"];
-        let status = resnetc(&[&args[..], &["--batch-size", "8", "--seed", seed, "--out", out.to_str().unwrap()]].concat());
+        let args = [
+            "train",
+            spec.to_str().unwrap(),
+            "--set",
+            "classes=100",
+            "--data",
+            data.to_str().unwrap(),
+            "--epochs",
+            "3",
+        ];
+        let status =
+            resnetc(&[&args[..], &["--batch-size", "8", "--seed", seed, "--out", out.to_str().unwrap()]].concat());
         assert_eq!(status.status.code(), Some(0), "{}", text(&status.stderr));
         // Everything but the timings.
         let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
@@ -127,7 +168,18 @@ fn the_same_seed_trains_the_same_network() {
 fn bench_reports_throughput_as_json_and_checks_its_flags() {
     for mode in ["train", "infer"] {
         let out = resnetc(&[
-            "bench", "specs/resnet-20.net", "--mode", mode, "--batch-size", "4", "--steps", "3", "--warmup", "1", "--format", "json",
+            "bench",
+            "specs/resnet-20.net",
+            "--mode",
+            mode,
+            "--batch-size",
+            "4",
+            "--steps",
+            "3",
+            "--warmup",
+            "1",
+            "--format",
+            "json",
         ]);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -138,10 +190,24 @@ fn bench_reports_throughput_as_json_and_checks_its_flags() {
         let ips = json["images_per_sec"].as_f64().unwrap();
         let median = json["median_step_seconds"].as_f64().unwrap();
         assert!(ips > 0.0 && (ips * median - 4.0).abs() < 1e-6, "img/s = batch / median step: {json}");
-        assert!(json["min_step_seconds"].as_f64().unwrap() <= median && median <= json["max_step_seconds"].as_f64().unwrap());
+        assert!(
+            json["min_step_seconds"].as_f64().unwrap() <= median
+                && median <= json["max_step_seconds"].as_f64().unwrap()
+        );
         assert!(json["peak_rss_bytes"].as_u64().unwrap() > 10 << 20, "{json}");
     }
-    let table = resnetc(&["bench", "specs/resnet-20.net", "--set", "classes=100", "--batch-size", "2", "--steps", "1", "--warmup", "0"]);
+    let table = resnetc(&[
+        "bench",
+        "specs/resnet-20.net",
+        "--set",
+        "classes=100",
+        "--batch-size",
+        "2",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+    ]);
     assert_eq!(table.status.code(), Some(0), "{}", text(&table.stderr));
     assert!(text(&table.stdout).contains("images/s (median)"), "{}", text(&table.stdout));
 

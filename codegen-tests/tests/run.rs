@@ -60,7 +60,10 @@ fn assert_names_match(census: &Census, summary: &str) {
         assert!(layers.iter().any(|l| l == owner), "Burn parameter {name} has no IR layer {owner}");
     }
     for layer in &layers {
-        assert!(census.names.iter().any(|n| n.starts_with(&format!("{layer}."))), "IR layer {layer} has no Burn parameter");
+        assert!(
+            census.names.iter().any(|n| n.starts_with(&format!("{layer}."))),
+            "IR layer {layer} has no Burn parameter"
+        );
     }
 }
 
@@ -136,9 +139,16 @@ fn every_shipped_network_constructs_with_the_checked_count() {
         )*};
     }
     check!(
-        resnet_32::Resnet32, resnet_44::Resnet44, resnet_56::Resnet56, resnet_110::Resnet110,
-        resnet_164::Resnet164, preresnet_110::Preresnet110, preresnet_164::Preresnet164,
-        wrn_16_4::Wrn164, wrn_40_4::Wrn404, densenet_bc_100_12::DensenetBc10012,
+        resnet_32::Resnet32,
+        resnet_44::Resnet44,
+        resnet_56::Resnet56,
+        resnet_110::Resnet110,
+        resnet_164::Resnet164,
+        preresnet_110::Preresnet110,
+        preresnet_164::Preresnet164,
+        wrn_16_4::Wrn164,
+        wrn_40_4::Wrn404,
+        densenet_bc_100_12::DensenetBc10012,
     );
 }
 

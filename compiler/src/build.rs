@@ -18,7 +18,7 @@
 //! }
 //! ```
 
-use crate::diag::{codes, Diagnostic};
+use crate::diag::{Diagnostic, codes};
 use crate::ir::Value;
 use crate::{Compilation, Override};
 use std::fmt;
@@ -127,7 +127,8 @@ impl Build {
         let out_dir = match self.out_dir.clone().or_else(|| std::env::var_os("OUT_DIR").map(PathBuf::from)) {
             Some(dir) => dir,
             None => {
-                let d = Diagnostic::global(codes::IO, "OUT_DIR is not set: call from a build script or set .out_dir(...)");
+                let d =
+                    Diagnostic::global(codes::IO, "OUT_DIR is not set: call from a build script or set .out_dir(...)");
                 return Err(error(&compilation, vec![d]));
             }
         };
@@ -143,7 +144,8 @@ impl Build {
                     found.sort();
                     specs.extend(found);
                 }
-                Err(e) => diagnostics.push(Diagnostic::global(codes::IO, format!("cannot read folder {}: {e}", dir.display()))),
+                Err(e) => diagnostics
+                    .push(Diagnostic::global(codes::IO, format!("cannot read folder {}: {e}", dir.display()))),
             }
         }
         let mut outputs = Vec::new();
@@ -266,7 +268,8 @@ mod tests {
     fn rewrites_only_changed_output() {
         let dir = temp("unchanged");
         let spec = dir.join("tiny.net");
-        std::fs::write(&spec, "network tiny(classes = 10) { input 3x8x8 conv3x3(4) global_avg_pool linear(classes) }").unwrap();
+        std::fs::write(&spec, "network tiny(classes = 10) { input 3x8x8 conv3x3(4) global_avg_pool linear(classes) }")
+            .unwrap();
         let build = || Build::new().spec(&spec).out_dir(&dir).quiet(true).compile().unwrap();
         build();
         let out = dir.join("tiny.rs");
@@ -274,7 +277,8 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         build();
         assert_eq!(std::fs::metadata(&out).unwrap().modified().unwrap(), first, "same content, file untouched");
-        std::fs::write(&spec, "network tiny(classes = 10) { input 3x8x8 conv3x3(8) global_avg_pool linear(classes) }").unwrap();
+        std::fs::write(&spec, "network tiny(classes = 10) { input 3x8x8 conv3x3(8) global_avg_pool linear(classes) }")
+            .unwrap();
         build();
         assert!(std::fs::read_to_string(&out).unwrap().contains("conv3x3(8)"), "edit reaches the output");
         std::fs::remove_dir_all(dir).unwrap();
@@ -285,7 +289,8 @@ mod tests {
         let dir = temp("err");
         let spec = dir.join("bad.net");
         std::fs::write(&spec, "network bad(classes = 10) {\n    input 3x8x8\n    conv3x3(4) basik(4)\n    global_avg_pool linear(classes)\n}\n").unwrap();
-        let err = Build::new().spec(&spec).spec(dir.join("missing.net")).out_dir(&dir).quiet(true).compile().unwrap_err();
+        let err =
+            Build::new().spec(&spec).spec(dir.join("missing.net")).out_dir(&dir).quiet(true).compile().unwrap_err();
         assert_eq!(err.diagnostics.len(), 2);
         assert!(err.rendered.contains("bad.net:3:16"), "{}", err.rendered);
         assert!(err.rendered.contains("cannot read"), "{}", err.rendered);

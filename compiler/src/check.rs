@@ -5,7 +5,7 @@
 //! going after an error so that one run reports every problem it can; each is
 //! reported once even when the faulty block is expanded many times.
 
-use crate::diag::{codes, Diagnostic, Span};
+use crate::diag::{Diagnostic, Span, codes};
 use crate::ir::{Layer, Network, Node, NodeKind, Shape, Ty, Value};
 use crate::names::{self, did_you_mean, is_primitive, site_names};
 use crate::syntax::ast::{self, BinaryOp, Call, Combinator, DefKind, Definition, Expr, ExprKind, Op, Stmt, UnaryOp};
@@ -38,9 +38,8 @@ impl Override {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(format!("`{name}` is not a parameter name"));
         }
-        let value = parse_value(value.trim()).ok_or_else(|| {
-            format!("`{}` is not a number or boolean (in `{text}`)", value.trim())
-        })?;
+        let value = parse_value(value.trim())
+            .ok_or_else(|| format!("`{}` is not a number or boolean (in `{text}`)", value.trim()))?;
         Ok(Override { name: name.to_string(), value, span: None })
     }
 }
@@ -59,7 +58,12 @@ pub fn parse_value(text: &str) -> Option<Value> {
 }
 
 /// Check the network of `user`, with the blocks of `prelude` and `user` in scope.
-pub fn check(prelude: &ast::File, user: &ast::File, source_name: &str, overrides: &[Override]) -> Result<Network, Vec<Diagnostic>> {
+pub fn check(
+    prelude: &ast::File,
+    user: &ast::File,
+    source_name: &str,
+    overrides: &[Override],
+) -> Result<Network, Vec<Diagnostic>> {
     let mut checker = Checker::default();
     let mut user_defs: HashMap<&str, &Definition> = HashMap::new();
     let mut network: Option<&Definition> = None;
@@ -71,9 +75,13 @@ pub fn check(prelude: &ast::File, user: &ast::File, source_name: &str, overrides
     for def in &user.definitions {
         if let Some(first) = user_defs.get(def.name.name.as_str()) {
             checker.error(
-                Diagnostic::error(codes::DUPLICATE_DEFINITION, def.name.span, format!("`{}` is defined twice", def.name.name))
-                    .label("second definition")
-                    .note(first.name.span, "first defined here"),
+                Diagnostic::error(
+                    codes::DUPLICATE_DEFINITION,
+                    def.name.span,
+                    format!("`{}` is defined twice", def.name.name),
+                )
+                .label("second definition")
+                .note(first.name.span, "first defined here"),
             );
             continue;
         }
@@ -93,10 +101,11 @@ pub fn check(prelude: &ast::File, user: &ast::File, source_name: &str, overrides
             DefKind::Block => {
                 if is_primitive(&def.name.name) {
                     checker.error(
-                        Diagnostic::error(codes::SHADOWS_PRIMITIVE, def.name.span, format!(
-                            "block `{}` has the name of a primitive layer",
-                            def.name.name
-                        ))
+                        Diagnostic::error(
+                            codes::SHADOWS_PRIMITIVE,
+                            def.name.span,
+                            format!("block `{}` has the name of a primitive layer", def.name.name),
+                        )
                         .help("choose another name"),
                     );
                     continue;
@@ -123,7 +132,11 @@ pub fn check(prelude: &ast::File, user: &ast::File, source_name: &str, overrides
         Some(net) if checker.diags.is_empty() => Ok(net),
         _ => {
             if checker.diags.is_empty() {
-                checker.diags.push(Diagnostic::error(codes::SHAPE, network.name.span, "the network could not be checked"));
+                checker.diags.push(Diagnostic::error(
+                    codes::SHAPE,
+                    network.name.span,
+                    "the network could not be checked",
+                ));
             }
             Err(checker.diags)
         }
@@ -173,9 +186,10 @@ impl Checker {
             return;
         }
         if let Some((block, site)) = self.stack.first()
-            && d.span.is_some_and(|s| s.source != site.source || !(site.start..site.end).contains(&s.start)) {
-                d = d.note(*site, format!("while expanding `{block}` called here"));
-            }
+            && d.span.is_some_and(|s| s.source != site.source || !(site.start..site.end).contains(&s.start))
+        {
+            d = d.note(*site, format!("while expanding `{block}` called here"));
+        }
         self.diags.push(d);
     }
 
@@ -192,13 +206,17 @@ impl Checker {
                     match (default_ty, o.value) {
                         (Some(Ty::Float), Value::Int(i)) => Some(Value::Float(i as f64)),
                         (Some(ty), v) if ty != v.ty() => {
-                            self.override_error(o, format!(
-                                "parameter `{}` takes {} {ty}, but the override gives {} ({})",
-                                p.name.name,
-                                article(ty),
-                                v,
-                                v.ty()
-                            ), Some(p.name.span));
+                            self.override_error(
+                                o,
+                                format!(
+                                    "parameter `{}` takes {} {ty}, but the override gives {} ({})",
+                                    p.name.name,
+                                    article(ty),
+                                    v,
+                                    v.ty()
+                                ),
+                                Some(p.name.span),
+                            );
                             None
                         }
                         (_, v) => Some(v),
@@ -207,11 +225,15 @@ impl Checker {
                 (None, Some(default)) => self.eval(default, &Scope::default()),
                 (None, None) => {
                     self.error(
-                        Diagnostic::error(codes::MISSING_ARGUMENT, p.name.span, format!(
-                            "network parameter `{}` has no default and no override",
-                            p.name.name
-                        ))
-                        .help(format!("give it a default (`{} = ...`) or set it (`--set {}=...`)", p.name.name, p.name.name)),
+                        Diagnostic::error(
+                            codes::MISSING_ARGUMENT,
+                            p.name.span,
+                            format!("network parameter `{}` has no default and no override", p.name.name),
+                        )
+                        .help(format!(
+                            "give it a default (`{} = ...`) or set it (`--set {}=...`)",
+                            p.name.name, p.name.name
+                        )),
                     );
                     None
                 }
@@ -229,7 +251,11 @@ impl Checker {
                 if let Some(s) = did_you_mean(&o.name, known.iter().copied()) {
                     msg.push_str(&format!(" (did you mean `{s}`?)"));
                 }
-                let help = if known.is_empty() { "it takes no parameters".to_string() } else { format!("its parameters: {}", known.join(", ")) };
+                let help = if known.is_empty() {
+                    "it takes no parameters".to_string()
+                } else {
+                    format!("its parameters: {}", known.join(", "))
+                };
                 self.override_error(o, msg, None);
                 if let Some(d) = self.diags.last_mut() {
                     d.help = Some(help);
@@ -258,9 +284,11 @@ impl Checker {
         if output.rank() != 1 {
             let end = def.body.last().map_or(def.span, stmt_span);
             self.error(
-                Diagnostic::error(codes::OUTPUT_RANK, end, format!(
-                    "the network must end in a flat vector of class scores, but it ends with shape {output}"
-                ))
+                Diagnostic::error(
+                    codes::OUTPUT_RANK,
+                    end,
+                    format!("the network must end in a flat vector of class scores, but it ends with shape {output}"),
+                )
                 .help("end with e.g. `global_avg_pool linear(classes)`"),
             );
             return None;
@@ -275,8 +303,11 @@ impl Checker {
         for block in reachable {
             if !self.used_blocks.contains(&block) {
                 let def = self.defs[&block].clone();
-                let types: Vec<Option<Ty>> =
-                    def.params.iter().map(|p| p.default.as_ref().and_then(|d| self.eval(d, &Scope::default())).map(Value::ty)).collect();
+                let types: Vec<Option<Ty>> = def
+                    .params
+                    .iter()
+                    .map(|p| p.default.as_ref().and_then(|d| self.eval(d, &Scope::default())).map(Value::ty))
+                    .collect();
                 self.record_param_types(&block, &types);
                 self.used_blocks.push(block);
             }
@@ -322,14 +353,22 @@ impl Checker {
     fn input_shape(&mut self, dims: &[(u64, Span)], span: Span) -> Option<Shape> {
         if dims.len() != 3 {
             self.error(
-                Diagnostic::error(codes::SHAPE, span, format!("the input must be C×H×W, got {} dimension(s)", dims.len()))
-                    .help("write e.g. `input 3x32x32`"),
+                Diagnostic::error(
+                    codes::SHAPE,
+                    span,
+                    format!("the input must be C×H×W, got {} dimension(s)", dims.len()),
+                )
+                .help("write e.g. `input 3x32x32`"),
             );
             return None;
         }
         for (d, s) in dims {
             if *d == 0 || *d > MAX_DIM {
-                self.error(Diagnostic::error(codes::VALUE_RANGE, *s, format!("input dimension {d} is out of range 1..={MAX_DIM}")));
+                self.error(Diagnostic::error(
+                    codes::VALUE_RANGE,
+                    *s,
+                    format!("input dimension {d} is out of range 1..={MAX_DIM}"),
+                ));
                 return None;
             }
         }
@@ -345,9 +384,11 @@ impl Checker {
         self.nodes += 1;
         if self.nodes > MAX_NODES && !self.aborted {
             self.aborted = true;
-            self.error(Diagnostic::error(codes::LIMIT, span, format!(
-                "the network expands to more than {MAX_NODES} layers"
-            )));
+            self.error(Diagnostic::error(
+                codes::LIMIT,
+                span,
+                format!("the network expands to more than {MAX_NODES} layers"),
+            ));
         }
         !self.aborted
     }
@@ -437,15 +478,19 @@ impl Checker {
                 let count = match self.eval(count, scope) {
                     Some(Value::Int(n)) if (1..=MAX_STAGE_COUNT).contains(&n) => Some(n),
                     Some(Value::Int(n)) if n > MAX_STAGE_COUNT => {
-                        self.error(Diagnostic::error(codes::LIMIT, count.span, format!(
-                            "a stage repeats at most {MAX_STAGE_COUNT} blocks, this one {n}"
-                        )));
+                        self.error(Diagnostic::error(
+                            codes::LIMIT,
+                            count.span,
+                            format!("a stage repeats at most {MAX_STAGE_COUNT} blocks, this one {n}"),
+                        ));
                         None
                     }
                     Some(v) => {
-                        let mut d = Diagnostic::error(codes::STAGE_COUNT, count.span, format!(
-                            "a stage count must be a positive integer, got {v}"
-                        ))
+                        let mut d = Diagnostic::error(
+                            codes::STAGE_COUNT,
+                            count.span,
+                            format!("a stage count must be a positive integer, got {v}"),
+                        )
                         .label(format!("evaluates to {v}"));
                         let values = referenced_values(count, scope);
                         if !values.is_empty() {
@@ -458,10 +503,11 @@ impl Checker {
                 };
                 if is_primitive(&call.name.name) {
                     self.error(
-                        Diagnostic::error(codes::MISPLACED, call.name.span, format!(
-                            "`stage` repeats blocks, and `{}` is a primitive layer",
-                            call.name.name
-                        ))
+                        Diagnostic::error(
+                            codes::MISPLACED,
+                            call.name.span,
+                            format!("`stage` repeats blocks, and `{}` is a primitive layer", call.name.name),
+                        )
                         .help("define a block around it, or write the layers out"),
                     );
                     return None;
@@ -524,7 +570,8 @@ impl Checker {
                     outs.push((out, arm.span));
                     arm_nodes.push(arm_vec);
                 }
-                let outs: Vec<(Shape, Span)> = outs.into_iter().map(|(o, s)| o.map(|o| (o, s))).collect::<Option<_>>()?;
+                let outs: Vec<(Shape, Span)> =
+                    outs.into_iter().map(|(o, s)| o.map(|o| (o, s))).collect::<Option<_>>()?;
                 let output = self.combine(*combinator, &outs, *span)?;
                 let input = shape?;
                 let params = sum(arm_nodes.iter().flatten(), |n| n.params);
@@ -587,16 +634,20 @@ impl Checker {
                 let mut channels = 0u64;
                 for (shape, arm_span) in outs {
                     let (Some([c, h, w]), Some([_, h0, w0])) = (shape.as_chw(), first.as_chw()) else {
-                        self.error(Diagnostic::error(codes::CONCAT_SHAPE, *arm_span, format!(
-                            "concat joins C×H×W tensors along channels, this branch gives {shape}"
-                        )));
+                        self.error(Diagnostic::error(
+                            codes::CONCAT_SHAPE,
+                            *arm_span,
+                            format!("concat joins C×H×W tensors along channels, this branch gives {shape}"),
+                        ));
                         return None;
                     };
                     if (h, w) != (h0, w0) {
                         self.error(
-                            Diagnostic::error(codes::CONCAT_SHAPE, span, format!(
-                                "concat of unequal spatial sizes: {h0}×{w0} and {h}×{w}"
-                            ))
+                            Diagnostic::error(
+                                codes::CONCAT_SHAPE,
+                                span,
+                                format!("concat of unequal spatial sizes: {h0}×{w0} and {h}×{w}"),
+                            )
                             .note(outs[0].1, format!("this branch gives {first}"))
                             .note(*arm_span, format!("this branch gives {shape}"))
                             .help("every branch of a concat must keep the same height and width"),
@@ -638,12 +689,15 @@ impl Checker {
             return None;
         }
         if self.stack.len() >= MAX_CALL_DEPTH {
-            self.error(Diagnostic::error(codes::LIMIT, call.span, format!(
-                "block calls nested more than {MAX_CALL_DEPTH} deep"
-            )));
+            self.error(Diagnostic::error(
+                codes::LIMIT,
+                call.span,
+                format!("block calls nested more than {MAX_CALL_DEPTH} deep"),
+            ));
             return None;
         }
-        let params: Vec<(&str, bool)> = def.params.iter().map(|p| (p.name.name.as_str(), p.default.is_some())).collect();
+        let params: Vec<(&str, bool)> =
+            def.params.iter().map(|p| (p.name.name.as_str(), p.default.is_some())).collect();
         let bound = self.bind(call, &params, scope)?;
         let mut inner = Scope::default();
         let mut ok = true;
@@ -665,10 +719,14 @@ impl Checker {
         self.record_param_types(&block, &types);
         let chw = shape.as_ref().and_then(Shape::as_chw);
         if shape.is_some() && chw.is_none() {
-            self.error(Diagnostic::error(codes::SHAPE, call.span, format!(
-                "block `{block}` needs a C×H×W input, got {}",
-                shape.as_ref().map_or(String::new(), ToString::to_string)
-            )));
+            self.error(Diagnostic::error(
+                codes::SHAPE,
+                call.span,
+                format!(
+                    "block `{block}` needs a C×H×W input, got {}",
+                    shape.as_ref().map_or(String::new(), ToString::to_string)
+                ),
+            ));
             return None;
         }
         for (var, dim) in names::BUILTIN_VARS.iter().zip(chw.map_or([None; 3], |d| d.map(Some))) {
@@ -711,7 +769,11 @@ impl Checker {
     /// unknown, duplicate, surplus and missing arguments.
     fn bind_slots<'c>(&mut self, call: &'c Call, params: &[(&str, bool)]) -> Option<Vec<Option<&'c ast::Arg>>> {
         let what = || {
-            if is_primitive(&call.name.name) { format!("`{}`", call.name.name) } else { format!("block `{}`", call.name.name) }
+            if is_primitive(&call.name.name) {
+                format!("`{}`", call.name.name)
+            } else {
+                format!("block `{}`", call.name.name)
+            }
         };
         let mut slots: Vec<Option<&ast::Arg>> = vec![None; params.len()];
         let mut ok = true;
@@ -721,12 +783,16 @@ impl Checker {
                 None => {
                     if positional >= params.len() {
                         self.error(
-                            Diagnostic::error(codes::TOO_MANY_ARGUMENTS, arg.span, format!(
-                                "{} takes {} argument(s), this is argument {}",
-                                what(),
-                                params.len(),
-                                positional + 1
-                            ))
+                            Diagnostic::error(
+                                codes::TOO_MANY_ARGUMENTS,
+                                arg.span,
+                                format!(
+                                    "{} takes {} argument(s), this is argument {}",
+                                    what(),
+                                    params.len(),
+                                    positional + 1
+                                ),
+                            )
                             .help(signature(&call.name.name, params)),
                         );
                         ok = false;
@@ -754,8 +820,12 @@ impl Checker {
             };
             if slots[slot].is_some() {
                 self.error(
-                    Diagnostic::error(codes::DUPLICATE_ARGUMENT, arg.span, format!("`{}` is given twice", params[slot].0))
-                        .label("given again here"),
+                    Diagnostic::error(
+                        codes::DUPLICATE_ARGUMENT,
+                        arg.span,
+                        format!("`{}` is given twice", params[slot].0),
+                    )
+                    .label("given again here"),
                 );
                 ok = false;
                 continue;
@@ -815,7 +885,13 @@ impl Checker {
         self.resolve_body(&def.body, &mut scope, reachable, work);
     }
 
-    fn resolve_body(&mut self, body: &[Stmt], scope: &mut Vec<String>, reachable: &mut Vec<String>, work: &mut Vec<Rc<Definition>>) {
+    fn resolve_body(
+        &mut self,
+        body: &[Stmt],
+        scope: &mut Vec<String>,
+        reachable: &mut Vec<String>,
+        work: &mut Vec<Rc<Definition>>,
+    ) {
         let mark = scope.len();
         for stmt in body {
             match stmt {
@@ -847,7 +923,13 @@ impl Checker {
         scope.truncate(mark);
     }
 
-    fn resolve_call(&mut self, call: &Call, scope: &[String], reachable: &mut Vec<String>, work: &mut Vec<Rc<Definition>>) {
+    fn resolve_call(
+        &mut self,
+        call: &Call,
+        scope: &[String],
+        reachable: &mut Vec<String>,
+        work: &mut Vec<Rc<Definition>>,
+    ) {
         for arg in &call.args {
             self.resolve_expr(&arg.value, scope);
         }
@@ -859,7 +941,8 @@ impl Checker {
             self.unknown_block(call);
             return;
         };
-        let params: Vec<(&str, bool)> = def.params.iter().map(|p| (p.name.name.as_str(), p.default.is_some())).collect();
+        let params: Vec<(&str, bool)> =
+            def.params.iter().map(|p| (p.name.name.as_str(), p.default.is_some())).collect();
         self.bind_slots(call, &params);
         if !reachable.contains(&def.name.name) {
             reachable.push(def.name.name.clone());
@@ -904,7 +987,8 @@ impl Checker {
     }
 
     fn unknown_block(&mut self, call: &Call) {
-        let mut candidates: Vec<&str> = self.defs.keys().map(String::as_str).chain(names::PRIMITIVES.iter().copied()).collect();
+        let mut candidates: Vec<&str> =
+            self.defs.keys().map(String::as_str).chain(names::PRIMITIVES.iter().copied()).collect();
         candidates.sort_unstable();
         let mut msg = format!("unknown layer or block `{}`", call.name.name);
         if let Some(s) = did_you_mean(&call.name.name, candidates) {
@@ -924,14 +1008,18 @@ impl Checker {
             if let Some(s) = did_you_mean(&name.name, names::FUNCTIONS.iter().copied()) {
                 msg.push_str(&format!(" (did you mean `{s}`?)"));
             }
-            self.error(Diagnostic::error(codes::UNKNOWN_NAME, name.span, msg).help(format!("functions: {}", names::FUNCTIONS.join(", "))));
+            self.error(
+                Diagnostic::error(codes::UNKNOWN_NAME, name.span, msg)
+                    .help(format!("functions: {}", names::FUNCTIONS.join(", "))),
+            );
             return None;
         };
         if argc != arity {
-            self.error(Diagnostic::error(codes::TOO_MANY_ARGUMENTS, span, format!(
-                "`{}` takes {arity} argument(s), got {argc}",
-                name.name
-            )));
+            self.error(Diagnostic::error(
+                codes::TOO_MANY_ARGUMENTS,
+                span,
+                format!("`{}` takes {arity} argument(s), got {argc}", name.name),
+            ));
             return None;
         }
         Some(arity)
@@ -1016,8 +1104,12 @@ impl Checker {
                 };
                 if !(0.0..1.0).contains(&p) {
                     self.error(
-                        Diagnostic::error(codes::VALUE_RANGE, span, format!("dropout probability {p} is outside [0, 1)"))
-                            .label(format!("p = {p}")),
+                        Diagnostic::error(
+                            codes::VALUE_RANGE,
+                            span,
+                            format!("dropout probability {p} is outside [0, 1)"),
+                        )
+                        .label(format!("p = {p}")),
                     );
                     return None;
                 }
@@ -1028,9 +1120,11 @@ impl Checker {
                 let stride = get("stride").map_or(Some(kernel), |v| self.int(v, "stride", 1))?;
                 let padding = get("padding").map_or(Some(0), |v| self.int(v, "padding", 0))?;
                 if padding * 2 > kernel {
-                    self.error(Diagnostic::error(codes::VALUE_RANGE, get("padding")?.1, format!(
-                        "pooling padding {padding} is more than half the kernel {kernel}"
-                    )));
+                    self.error(Diagnostic::error(
+                        codes::VALUE_RANGE,
+                        get("padding")?.1,
+                        format!("pooling padding {padding} is more than half the kernel {kernel}"),
+                    ));
                     return None;
                 }
                 let [c, h, w] = chw?;
@@ -1058,9 +1152,11 @@ impl Checker {
                 let [c, h, w] = chw?;
                 if out < c {
                     self.error(
-                        Diagnostic::error(codes::SHAPE, get("out")?.1, format!(
-                            "pad_shortcut pads channels up, but {out} is fewer than the input's {c}"
-                        ))
+                        Diagnostic::error(
+                            codes::SHAPE,
+                            get("out")?.1,
+                            format!("pad_shortcut pads channels up, but {out} is fewer than the input's {c}"),
+                        )
                         .help("use a projection (`conv1x1`) to reduce channels"),
                     );
                     return None;
@@ -1093,7 +1189,9 @@ impl Checker {
                     args.push(v);
                 }
                 let bad = match name {
-                    "hardtanh" if args[0] >= args[1] => Some(format!("hardtanh needs min < max, got {} and {}", args[0], args[1])),
+                    "hardtanh" if args[0] >= args[1] => {
+                        Some(format!("hardtanh needs min < max, got {} and {}", args[0], args[1]))
+                    }
                     "softplus" if args[0] <= 0.0 => Some(format!("softplus needs beta > 0, got {}", args[0])),
                     "celu" if args[0] == 0.0 => Some("celu needs alpha ≠ 0".to_string()),
                     _ => None,
@@ -1109,17 +1207,30 @@ impl Checker {
 
     /// Output height and width of a sliding window, or an error if nothing is left.
     #[allow(clippy::too_many_arguments)]
-    fn spatial(&mut self, call: &Call, h: u64, w: u64, kernel: u64, stride: u64, padding: u64, what: &str) -> Option<(u64, u64)> {
+    fn spatial(
+        &mut self,
+        call: &Call,
+        h: u64,
+        w: u64,
+        kernel: u64,
+        stride: u64,
+        padding: u64,
+        what: &str,
+    ) -> Option<(u64, u64)> {
         let out = |n: u64| (n + 2 * padding).checked_sub(kernel).map(|r| r / stride + 1);
         match (out(h), out(w)) {
             (Some(oh), Some(ow)) if oh > 0 && ow > 0 => Some((oh, ow)),
             _ => {
                 self.error(
-                    Diagnostic::error(codes::EMPTY_OUTPUT, call.span, format!(
-                        "{what} with kernel {kernel}, padding {padding} leaves no pixels of a {h}×{w} input"
-                    ))
+                    Diagnostic::error(
+                        codes::EMPTY_OUTPUT,
+                        call.span,
+                        format!("{what} with kernel {kernel}, padding {padding} leaves no pixels of a {h}×{w} input"),
+                    )
                     .label(format!("input here is {h}×{w}"))
-                    .help("the network has downsampled too far: remove a stride-2 stage or pool, or use a larger input"),
+                    .help(
+                        "the network has downsampled too far: remove a stride-2 stage or pool, or use a larger input",
+                    ),
                 );
                 None
             }
@@ -1160,8 +1271,12 @@ impl Checker {
             Value::Int(i) => {
                 let range = if min == 0 { "non-negative".to_string() } else { format!("at least {min}") };
                 self.error(
-                    Diagnostic::error(codes::VALUE_RANGE, span, format!("{what} must be {range} (and at most {MAX_DIM}), got {i}"))
-                        .label(format!("{what} = {i}")),
+                    Diagnostic::error(
+                        codes::VALUE_RANGE,
+                        span,
+                        format!("{what} must be {range} (and at most {MAX_DIM}), got {i}"),
+                    )
+                    .label(format!("{what} = {i}")),
                 );
                 None
             }
@@ -1183,8 +1298,12 @@ impl Checker {
     }
 
     fn type_error(&mut self, span: Span, expected: Ty, found: Value) {
-        let mut d = Diagnostic::error(codes::TYPE, span, format!("expected {} {expected}, found {found} ({})", article(expected), found.ty()))
-            .label(format!("this is {} {}", article(found.ty()), found.ty()));
+        let mut d = Diagnostic::error(
+            codes::TYPE,
+            span,
+            format!("expected {} {expected}, found {found} ({})", article(expected), found.ty()),
+        )
+        .label(format!("this is {} {}", article(found.ty()), found.ty()));
         if expected == Ty::Int && found.ty() == Ty::Float {
             d = d.help("convert with floor(...), ceil(...), round(...) or int(...)");
         }
@@ -1239,7 +1358,9 @@ impl Checker {
     fn binary(&mut self, op: BinaryOp, a: Value, b: Value, e: &Expr, sa: Span, sb: Span) -> Option<Value> {
         use BinaryOp::*;
         let overflow = |this: &mut Self| {
-            this.error(Diagnostic::error(codes::OVERFLOW, e.span, "integer overflow").label("overflows 64-bit integers"));
+            this.error(
+                Diagnostic::error(codes::OVERFLOW, e.span, "integer overflow").label("overflows 64-bit integers"),
+            );
             None
         };
         match op {
@@ -1289,7 +1410,9 @@ impl Checker {
                 }
                 if let (Value::Int(i), Value::Int(j)) = (a, b) {
                     if matches!(op, Div | Rem) && j == 0 {
-                        self.error(Diagnostic::error(codes::ARITHMETIC, e.span, "division by zero").label("divisor is 0"));
+                        self.error(
+                            Diagnostic::error(codes::ARITHMETIC, e.span, "division by zero").label("divisor is 0"),
+                        );
                         return None;
                     }
                     let r = match op {
@@ -1309,7 +1432,11 @@ impl Checker {
                     _ => x % y,
                 };
                 if !r.is_finite() {
-                    self.error(Diagnostic::error(codes::ARITHMETIC, e.span, format!("{x} {} {y} is not a finite number", op.symbol())));
+                    self.error(Diagnostic::error(
+                        codes::ARITHMETIC,
+                        e.span,
+                        format!("{x} {} {y} is not a finite number", op.symbol()),
+                    ));
                     return None;
                 }
                 Some(Value::Float(r))
@@ -1401,10 +1528,7 @@ fn stmt_span(stmt: &Stmt) -> Span {
 fn referenced_values(e: &Expr, scope: &Scope) -> String {
     fn collect(e: &Expr, out: &mut Vec<String>) {
         match &e.kind {
-            ExprKind::Var(n)
-                if !out.contains(n) => {
-                    out.push(n.clone())
-                }
+            ExprKind::Var(n) if !out.contains(n) => out.push(n.clone()),
             ExprKind::Unary(_, a) => collect(a, out),
             ExprKind::Binary(_, a, b) => {
                 collect(a, out);
@@ -1416,10 +1540,7 @@ fn referenced_values(e: &Expr, scope: &Scope) -> String {
     }
     let mut vars = Vec::new();
     collect(e, &mut vars);
-    vars.iter()
-        .filter_map(|v| scope.get(v).flatten().map(|val| format!("{v} = {val}")))
-        .collect::<Vec<_>>()
-        .join(", ")
+    vars.iter().filter_map(|v| scope.get(v).flatten().map(|val| format!("{v} = {val}"))).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]

@@ -8,10 +8,10 @@
 //! own expressions (typed `i64`/`f64`/`bool`) and thread the `[C, H, W]` shape,
 //! so the Rust mirrors the `.net` text line by line.
 
-use crate::diag::{codes, Diagnostic};
+use crate::diag::Span as DSpan;
+use crate::diag::{Diagnostic, codes};
 use crate::ir::{Network, Node, NodeKind, Ty, Value};
 use crate::names::{self, camel_case, site_names};
-use crate::diag::Span as DSpan;
 use crate::syntax::ast::{BinaryOp, Branch, Call, Combinator, Definition, Expr, ExprKind, Op, Stmt, UnaryOp};
 use proc_macro2::{Ident, Literal, TokenStream};
 use quote::{format_ident, quote};
@@ -61,18 +61,21 @@ fn generate(network: &Network, with_comments: bool) -> Result<(TokenStream, Vec<
         network.name, network.source_name
     );
     let comments = emitter.comments.take().unwrap_or_default();
-    Ok((quote! {
-        pub use self::#module::#type_name;
+    Ok((
+        quote! {
+            pub use self::#module::#type_name;
 
-        #[doc = #doc]
-        #[allow(dead_code, unused_mut, unused_variables, unused_assignments, clippy::all)]
-        pub mod #module {
-            #imports
+            #[doc = #doc]
+            #[allow(dead_code, unused_mut, unused_variables, unused_assignments, clippy::all)]
+            pub mod #module {
+                #imports
 
-            #(#items)*
-            #helpers
-        }
-    }, comments))
+                #(#items)*
+                #helpers
+            }
+        },
+        comments,
+    ))
 }
 
 /// Turn `__resnetc_comment!(N);` marker statements into `// text` lines.
@@ -82,7 +85,9 @@ fn restore_comments(code: &str, comments: &[String]) -> String {
     for line in code.lines() {
         let trimmed = line.trim_start();
         // Separate items with a blank line, as people write them.
-        let item_start = ["///", "#[", "impl ", "pub struct", "pub fn", "fn ", "pub mod", "pub const"].iter().any(|p| trimmed.starts_with(p));
+        let item_start = ["///", "#[", "impl ", "pub struct", "pub fn", "fn ", "pub mod", "pub const"]
+            .iter()
+            .any(|p| trimmed.starts_with(p));
         let after_item = previous == "}"
             || previous == "};"
             || ((previous.starts_with("use ") || previous.starts_with("pub use ")) && !trimmed.starts_with("use "));
@@ -108,13 +113,8 @@ fn restore_comments(code: &str, comments: &[String]) -> String {
     out
 }
 
-
 fn module_ident(name: &str) -> Ident {
-    if syn::parse_str::<Ident>(name).is_ok() {
-        format_ident!("{}", name)
-    } else {
-        format_ident!("{}_net", name)
-    }
+    if syn::parse_str::<Ident>(name).is_ok() { format_ident!("{}", name) } else { format_ident!("{}_net", name) }
 }
 
 /// How a field is held: plainly, in an `Option` (inside an `if`), in a `Vec` (a stage).
@@ -207,7 +207,11 @@ impl<'a> Emitter<'a> {
 
     fn definition(&mut self, def: &Definition, is_network: bool) -> Result<TokenStream, Vec<Diagnostic>> {
         let mut ctx = DefCtx { def, names: site_names(def), vars: Vec::new(), temp: 0 };
-        let type_name = if is_network { format_ident!("{}", self.network.type_name) } else { format_ident!("{}", camel_case(&def.name.name)) };
+        let type_name = if is_network {
+            format_ident!("{}", self.network.type_name)
+        } else {
+            format_ident!("{}", camel_case(&def.name.name))
+        };
 
         // Fields, from the definition's syntax.
         let mut fields = Vec::new();
@@ -267,22 +271,35 @@ impl<'a> Emitter<'a> {
         };
 
         // Forward pass.
-        let (in_rank, out_rank) = if is_network { (4, 2) } else { self.ranks.get(&def.name.name).copied().unwrap_or((4, 4)) };
+        let (in_rank, out_rank) =
+            if is_network { (4, 2) } else { self.ranks.get(&def.name.name).copied().unwrap_or((4, 4)) };
         let mut rank = in_rank;
         let fwd = self.forward_body(body, &ctx, &mut rank, &HashMap::new())?;
         let in_rank_lit = Literal::usize_unsuffixed(in_rank);
         let out_rank_lit = Literal::usize_unsuffixed(out_rank);
-        let flatten = if rank == 4 && out_rank == 2 { quote! { let x = x.flatten::<2>(1, 3); } } else { quote!() };
+        let flatten = if rank == 4 && out_rank == 2 {
+            quote! { let x = x.flatten::<2>(1, 3); }
+        } else {
+            quote!()
+        };
 
         // The network's doc shows the values it was built with; a block's, its declaration.
         let header = if is_network {
             let values: Vec<String> = self.network.params.iter().map(|(k, v)| format!("{k} = {v}")).collect();
             format!("{}({})", def.name.name, values.join(", "))
         } else {
-            format!("{}({})", def.name.name, def.params.iter().map(|p| match &p.default {
-                Some(d) => format!("{} = {d}", p.name.name),
-                None => p.name.name.clone(),
-            }).collect::<Vec<_>>().join(", "))
+            format!(
+                "{}({})",
+                def.name.name,
+                def.params
+                    .iter()
+                    .map(|p| match &p.default {
+                        Some(d) => format!("{} = {d}", p.name.name),
+                        None => p.name.name.clone(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         };
         let (doc, extra) = if is_network {
             let n = self.network;
@@ -290,7 +307,13 @@ impl<'a> Emitter<'a> {
             let macs = Literal::u64_unsuffixed(n.macs);
             let dims = n.input.dims().iter().map(|d| Literal::usize_unsuffixed(*d as usize));
             (
-                format!(" Network `{header}` from `{}`: input {}, {} trainable parameters, {} multiply-accumulates per image.", n.source_name, n.input, crate::ir::group(n.trainable_params), crate::ir::group(n.macs)),
+                format!(
+                    " Network `{header}` from `{}`: input {}, {} trainable parameters, {} multiply-accumulates per image.",
+                    n.source_name,
+                    n.input,
+                    crate::ir::group(n.trainable_params),
+                    crate::ir::group(n.macs)
+                ),
                 quote! {
                     /// Trainable parameters (BatchNorm running statistics excluded).
                     pub const PARAMS: usize = #params;
@@ -301,7 +324,12 @@ impl<'a> Emitter<'a> {
                 },
             )
         } else {
-            (format!(" Block `{header}`; one struct serves every call, layers that only some calls have are `Option`s."), quote!())
+            (
+                format!(
+                    " Block `{header}`; one struct serves every call, layers that only some calls have are `Option`s."
+                ),
+                quote!(),
+            )
         };
         let new_doc = if is_network {
             " Build the network on `device`: He-normal (fan-out) convolutions, BatchNorm weight 1 and bias 0."
@@ -354,11 +382,23 @@ impl<'a> Emitter<'a> {
                 }
                 Op::Stage { count, call, span } => {
                     let t = format_ident!("{}", camel_case(&call.name.name));
-                    out.push(Field { name: ctx.site(*span), ty: quote!(Vec<#t>), optional, doc: format!("stage {count} × {call}"), flag: false });
+                    out.push(Field {
+                        name: ctx.site(*span),
+                        ty: quote!(Vec<#t>),
+                        optional,
+                        doc: format!("stage {count} × {call}"),
+                        flag: false,
+                    });
                 }
                 Op::If { cond, then, otherwise, span } => {
                     if if_strategy(then, otherwise.as_ref(), &ctx.names) == IfStrategy::Flag {
-                        out.push(Field { name: ctx.site(*span), ty: quote!(bool), optional: false, doc: format!("whether {cond} held for this call"), flag: true });
+                        out.push(Field {
+                            name: ctx.site(*span),
+                            ty: quote!(bool),
+                            optional: false,
+                            doc: format!("whether {cond} held for this call"),
+                            flag: true,
+                        });
                     }
                     self.fields(&then.body, ctx, true, out);
                     if let Some(o) = otherwise {
@@ -376,7 +416,12 @@ impl<'a> Emitter<'a> {
 
     // ----- constructor -----
 
-    fn ctor_body(&mut self, body: &[Stmt], ctx: &mut DefCtx, out: &mut Vec<TokenStream>) -> Result<(), Vec<Diagnostic>> {
+    fn ctor_body(
+        &mut self,
+        body: &[Stmt],
+        ctx: &mut DefCtx,
+        out: &mut Vec<TokenStream>,
+    ) -> Result<(), Vec<Diagnostic>> {
         let mark = ctx.vars.len();
         for stmt in body {
             match stmt {
@@ -442,9 +487,12 @@ impl<'a> Emitter<'a> {
                 else_fields.retain(|f| !f.flag);
                 let direct_then = direct_field_sites(&then.body, &ctx.names);
                 let direct_else = otherwise.as_ref().map_or_else(Vec::new, |o| direct_field_sites(&o.body, &ctx.names));
-                let nested_then: Vec<String> = then_fields.iter().map(|f| f.name.clone()).filter(|n| !direct_then.contains(n)).collect();
-                let nested_else: Vec<String> = else_fields.iter().map(|f| f.name.clone()).filter(|n| !direct_else.contains(n)).collect();
-                let all: Vec<Ident> = then_fields.iter().chain(&else_fields).map(|f| format_ident!("{}", f.name)).collect();
+                let nested_then: Vec<String> =
+                    then_fields.iter().map(|f| f.name.clone()).filter(|n| !direct_then.contains(n)).collect();
+                let nested_else: Vec<String> =
+                    else_fields.iter().map(|f| f.name.clone()).filter(|n| !direct_else.contains(n)).collect();
+                let all: Vec<Ident> =
+                    then_fields.iter().chain(&else_fields).map(|f| format_ident!("{}", f.name)).collect();
                 let wrap = |fields: &[Field], nested: &[String], present: bool| -> Vec<TokenStream> {
                     then_fields
                         .iter()
@@ -510,7 +558,9 @@ impl<'a> Emitter<'a> {
                     }),
                     Some(Combinator::Mul) => {
                         for r in rest {
-                            out.push(quote! { shape = [#first[0].max(#r[0]), #first[1].max(#r[1]), #first[2].max(#r[2])]; });
+                            out.push(
+                                quote! { shape = [#first[0].max(#r[0]), #first[1].max(#r[1]), #first[2].max(#r[2])]; },
+                            );
                         }
                     }
                     _ => out.push(quote! { shape = #first; }),
@@ -521,9 +571,18 @@ impl<'a> Emitter<'a> {
     }
 
     /// Arguments of a block constructor, defaults filled in; `stage_index` makes later copies take stride 1.
-    fn block_args(&mut self, call: &Call, ctx: &mut DefCtx, stage_index: Option<TokenStream>) -> Result<Vec<TokenStream>, Vec<Diagnostic>> {
+    fn block_args(
+        &mut self,
+        call: &Call,
+        ctx: &mut DefCtx,
+        stage_index: Option<TokenStream>,
+    ) -> Result<Vec<TokenStream>, Vec<Diagnostic>> {
         let Some(def) = self.network.blocks.iter().find(|b| b.name.name == call.name.name) else {
-            return Err(vec![Diagnostic::error(codes::EMIT, call.span, format!("internal error: block `{}` was not checked", call.name.name))]);
+            return Err(vec![Diagnostic::error(
+                codes::EMIT,
+                call.span,
+                format!("internal error: block `{}` was not checked", call.name.name),
+            )]);
         };
         let types = self.network.block_param_types.get(&def.name.name).cloned().unwrap_or_default();
         let mut args = Vec::new();
@@ -539,7 +598,11 @@ impl<'a> Emitter<'a> {
                 (Some(a), _) => cast(self.expr(&a.value, ctx)?, ty).tokens,
                 (None, Some(d)) => cast(self.expr(d, ctx)?, ty).tokens,
                 (None, None) => {
-                    return Err(vec![Diagnostic::error(codes::EMIT, call.span, "internal error: unbound block argument")]);
+                    return Err(vec![Diagnostic::error(
+                        codes::EMIT,
+                        call.span,
+                        "internal error: unbound block argument",
+                    )]);
                 }
             };
             let value = match (&stage_index, p.name.name.as_str(), given.is_some()) {
@@ -551,14 +614,20 @@ impl<'a> Emitter<'a> {
         Ok(args)
     }
 
-    fn ctor_primitive(&mut self, call: &Call, ctx: &mut DefCtx, out: &mut Vec<TokenStream>) -> Result<(), Vec<Diagnostic>> {
+    fn ctor_primitive(
+        &mut self,
+        call: &Call,
+        ctx: &mut DefCtx,
+        out: &mut Vec<TokenStream>,
+    ) -> Result<(), Vec<Diagnostic>> {
         let name = call.name.name.as_str();
         let field = format_ident!("{}", ctx.site(call.span));
         let sig: Vec<&str> = names::primitive_params(name).iter().map(|(p, _)| *p).collect();
         let mut positional = call.args.iter().filter(|a| a.name.is_none());
         let mut values: HashMap<&str, Typed> = HashMap::new();
         for p in sig {
-            let given = call.args.iter().find(|a| a.name.as_ref().is_some_and(|n| n.name == p)).or_else(|| positional.next());
+            let given =
+                call.args.iter().find(|a| a.name.as_ref().is_some_and(|n| n.name == p)).or_else(|| positional.next());
             if let Some(a) = given {
                 values.insert(p, self.expr(&a.value, ctx)?);
             }
@@ -653,7 +722,13 @@ impl<'a> Emitter<'a> {
     // ----- forward -----
 
     /// `bound` maps fields bound by an enclosing `if let` to their local names.
-    fn forward_body(&mut self, body: &[Stmt], ctx: &DefCtx, rank: &mut usize, bound: &HashMap<String, Ident>) -> Result<Vec<TokenStream>, Vec<Diagnostic>> {
+    fn forward_body(
+        &mut self,
+        body: &[Stmt],
+        ctx: &DefCtx,
+        rank: &mut usize,
+        bound: &HashMap<String, Ident>,
+    ) -> Result<Vec<TokenStream>, Vec<Diagnostic>> {
         let mut out = Vec::new();
         for stmt in body {
             let Stmt::Op(op) = stmt else { continue };
@@ -662,7 +737,9 @@ impl<'a> Emitter<'a> {
                     let access = field_access(&ctx.site(call.span), bound);
                     let name = call.name.name.as_str();
                     let code = match name {
-                        "conv" | "conv1x1" | "conv3x3" | "bn" | "avg_pool" | "max_pool" | "pad_shortcut" => quote! { let x = #access.forward(x); },
+                        "conv" | "conv1x1" | "conv3x3" | "bn" | "avg_pool" | "max_pool" | "pad_shortcut" => {
+                            quote! { let x = #access.forward(x); }
+                        }
                         "dropout" => quote! { let x = #access.forward(x); },
                         "relu" => {
                             self.helpers.insert("relu");
@@ -678,7 +755,9 @@ impl<'a> Emitter<'a> {
                         "elu" => quote! { let x = burn::tensor::activation::elu(x, #access.clone()); },
                         "celu" => quote! { let x = burn::tensor::activation::celu(x, #access.clone()); },
                         "softplus" => quote! { let x = burn::tensor::activation::softplus(x, #access.clone()); },
-                        "hardtanh" => quote! { let x = { let [min, max] = #access.clone(); burn::tensor::activation::hardtanh(x, min, max) }; },
+                        "hardtanh" => {
+                            quote! { let x = { let [min, max] = #access.clone(); burn::tensor::activation::hardtanh(x, min, max) }; }
+                        }
                         "selu" => quote! { let x = burn::tensor::activation::selu(x); },
                         "gelu" => quote! { let x = burn::tensor::activation::gelu(x); },
                         "gelu_tanh" => quote! { let x = burn::tensor::activation::gelu_approximate(x); },
@@ -691,7 +770,11 @@ impl<'a> Emitter<'a> {
                         "tanh" => quote! { let x = burn::tensor::activation::tanh(x); },
                         "global_avg_pool" => quote! { let x = burn::tensor::module::adaptive_avg_pool2d(x, [1, 1]); },
                         "linear" => {
-                            let flatten = if *rank == 4 { quote! { let x = x.flatten::<2>(1, 3); } } else { quote!() };
+                            let flatten = if *rank == 4 {
+                                quote! { let x = x.flatten::<2>(1, 3); }
+                            } else {
+                                quote!()
+                            };
                             *rank = 2;
                             quote! { #flatten let x = #access.forward(x); }
                         }
@@ -759,7 +842,11 @@ impl<'a> Emitter<'a> {
                         }
                     };
                     if then_rank != else_rank {
-                        return Err(vec![Diagnostic::error(codes::EMIT, *span, "the branches of this `if` end in tensors of different rank")]);
+                        return Err(vec![Diagnostic::error(
+                            codes::EMIT,
+                            *span,
+                            "the branches of this `if` end in tensors of different rank",
+                        )]);
                     }
                     *rank = then_rank;
                     out.push(code);
@@ -802,7 +889,13 @@ impl<'a> Emitter<'a> {
     }
 
     /// The code of an `if` arm as an expression: its direct layers bound by `if let` when it has any.
-    fn bound_arm(&mut self, body: &[Stmt], ctx: &DefCtx, rank: &mut usize, bound: &HashMap<String, Ident>) -> Result<TokenStream, Vec<Diagnostic>> {
+    fn bound_arm(
+        &mut self,
+        body: &[Stmt],
+        ctx: &DefCtx,
+        rank: &mut usize,
+        bound: &HashMap<String, Ident>,
+    ) -> Result<TokenStream, Vec<Diagnostic>> {
         if direct_field_sites(body, &ctx.names).is_empty() {
             let code = self.forward_body(body, ctx, rank, bound)?;
             return Ok(quote! { #(#code)* x });
@@ -824,11 +917,17 @@ impl<'a> Emitter<'a> {
     fn expr(&mut self, e: &Expr, ctx: &DefCtx) -> Result<Typed, Vec<Diagnostic>> {
         Ok(match &e.kind {
             ExprKind::Int(v) => Typed { tokens: Literal::i64_unsuffixed(*v).into_token_stream(), ty: Ty::Int, prec: 9 },
-            ExprKind::Float(v) => Typed { tokens: Literal::f64_unsuffixed(*v).into_token_stream(), ty: Ty::Float, prec: 9 },
+            ExprKind::Float(v) => {
+                Typed { tokens: Literal::f64_unsuffixed(*v).into_token_stream(), ty: Ty::Float, prec: 9 }
+            }
             ExprKind::Bool(v) => Typed { tokens: if *v { quote!(true) } else { quote!(false) }, ty: Ty::Bool, prec: 9 },
             ExprKind::Var(name) => {
                 let Some((ident, ty)) = ctx.lookup(name) else {
-                    return Err(vec![Diagnostic::error(codes::EMIT, e.span, format!("internal error: `{name}` unbound in {}", ctx.def.name.name))]);
+                    return Err(vec![Diagnostic::error(
+                        codes::EMIT,
+                        e.span,
+                        format!("internal error: `{name}` unbound in {}", ctx.def.name.name),
+                    )]);
                 };
                 Typed { tokens: quote!(#ident), ty, prec: 9 }
             }
@@ -836,8 +935,22 @@ impl<'a> Emitter<'a> {
                 let v = self.expr(inner, ctx)?;
                 let t = paren(v, 8);
                 match op {
-                    UnaryOp::Neg => Typed { ty: if t.ty == Ty::Float { Ty::Float } else { Ty::Int }, tokens: { let tk = t.tokens; quote!(-#tk) }, prec: 8 },
-                    UnaryOp::Not => Typed { ty: Ty::Bool, tokens: { let tk = t.tokens; quote!(!#tk) }, prec: 8 },
+                    UnaryOp::Neg => Typed {
+                        ty: if t.ty == Ty::Float { Ty::Float } else { Ty::Int },
+                        tokens: {
+                            let tk = t.tokens;
+                            quote!(-#tk)
+                        },
+                        prec: 8,
+                    },
+                    UnaryOp::Not => Typed {
+                        ty: Ty::Bool,
+                        tokens: {
+                            let tk = t.tokens;
+                            quote!(!#tk)
+                        },
+                        prec: 8,
+                    },
                 }
             }
             ExprKind::Binary(op, a, b) => {
@@ -851,9 +964,20 @@ impl<'a> Emitter<'a> {
                 };
                 let logical = matches!(op, BinaryOp::Or | BinaryOp::And) || (a.ty == Ty::Bool && b.ty == Ty::Bool);
                 let numeric = !logical;
-                let (a, b) = if numeric && (a.ty == Ty::Float || b.ty == Ty::Float) { (cast(a, Ty::Float), cast(b, Ty::Float)) } else { (a, b) };
+                let (a, b) = if numeric && (a.ty == Ty::Float || b.ty == Ty::Float) {
+                    (cast(a, Ty::Float), cast(b, Ty::Float))
+                } else {
+                    (a, b)
+                };
                 let result_ty = match op {
-                    BinaryOp::Or | BinaryOp::And | BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge => Ty::Bool,
+                    BinaryOp::Or
+                    | BinaryOp::And
+                    | BinaryOp::Eq
+                    | BinaryOp::Ne
+                    | BinaryOp::Lt
+                    | BinaryOp::Le
+                    | BinaryOp::Gt
+                    | BinaryOp::Ge => Ty::Bool,
                     _ => a.ty,
                 };
                 // Comparisons do not chain in Rust: parenthesise operands of equal precedence on both sides.
@@ -894,13 +1018,23 @@ impl<'a> Emitter<'a> {
                     }
                     f @ ("min" | "max") => {
                         let (a, b) = (it.next().expect("arity checked"), it.next().expect("arity checked"));
-                        let (a, b) = if a.ty == Ty::Float || b.ty == Ty::Float { (cast(a, Ty::Float), cast(b, Ty::Float)) } else { (a, b) };
+                        let (a, b) = if a.ty == Ty::Float || b.ty == Ty::Float {
+                            (cast(a, Ty::Float), cast(b, Ty::Float))
+                        } else {
+                            (a, b)
+                        };
                         let ty = a.ty;
                         let m = format_ident!("{}", f);
                         let (at, bt) = (paren(a, 9).tokens, b.tokens);
                         Typed { tokens: quote!(#at.#m(#bt)), ty, prec: 9 }
                     }
-                    other => return Err(vec![Diagnostic::error(codes::EMIT, name.span, format!("internal error: function `{other}`"))]),
+                    other => {
+                        return Err(vec![Diagnostic::error(
+                            codes::EMIT,
+                            name.span,
+                            format!("internal error: function `{other}`"),
+                        )]);
+                    }
                 }
             }
         })
@@ -1080,7 +1214,11 @@ fn field_access(site: &str, bound: &HashMap<String, Ident>) -> TokenStream {
 
 /// The `if let` pattern and scrutinee that bind an arm's direct (optional) fields, and the
 /// bindings its body sees.
-fn bind_direct(body: &[Stmt], names: &HashMap<DSpan, String>, bound: &HashMap<String, Ident>) -> (TokenStream, TokenStream, HashMap<String, Ident>) {
+fn bind_direct(
+    body: &[Stmt],
+    names: &HashMap<DSpan, String>,
+    bound: &HashMap<String, Ident>,
+) -> (TokenStream, TokenStream, HashMap<String, Ident>) {
     let sites = direct_field_sites(body, names);
     let mut inner = bound.clone();
     let locals: Vec<Ident> = sites.iter().map(|s| format_ident!("{}", s)).collect();
@@ -1208,4 +1346,3 @@ fn to_usize(v: Typed) -> TokenStream {
     let t = paren(v, 7).tokens;
     quote!(#t as usize)
 }
-

@@ -117,22 +117,55 @@ impl fmt::Display for Ty {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Layer {
-    Conv { in_channels: u64, out_channels: u64, kernel: u64, stride: u64, padding: u64, groups: u64, bias: bool },
-    BatchNorm { features: u64 },
+    Conv {
+        in_channels: u64,
+        out_channels: u64,
+        kernel: u64,
+        stride: u64,
+        padding: u64,
+        groups: u64,
+        bias: bool,
+    },
+    BatchNorm {
+        features: u64,
+    },
     Relu,
     Sigmoid,
     Identity,
-    Dropout { p: f64 },
-    AvgPool { kernel: u64, stride: u64, padding: u64 },
-    MaxPool { kernel: u64, stride: u64, padding: u64 },
+    Dropout {
+        p: f64,
+    },
+    AvgPool {
+        kernel: u64,
+        stride: u64,
+        padding: u64,
+    },
+    MaxPool {
+        kernel: u64,
+        stride: u64,
+        padding: u64,
+    },
     GlobalAvgPool,
-    Linear { in_features: u64, out_features: u64, bias: bool },
+    Linear {
+        in_features: u64,
+        out_features: u64,
+        bias: bool,
+    },
     /// The option-A shortcut: subsample by `stride`, zero-pad channels `before`/`after`.
-    PadShortcut { stride: u64, before: u64, after: u64 },
+    PadShortcut {
+        stride: u64,
+        before: u64,
+        after: u64,
+    },
     /// An element-wise activation with its resolved arguments (`leaky_relu(0.1)`: `[0.1]`).
-    Activation { function: String, args: Vec<f64> },
+    Activation {
+        function: String,
+        args: Vec<f64>,
+    },
     /// PReLU: one learned slope per channel (per feature on flat input).
-    PRelu { channels: u64 },
+    PRelu {
+        channels: u64,
+    },
 }
 
 impl Layer {
@@ -162,11 +195,20 @@ impl Layer {
 pub enum NodeKind {
     Layer(Layer),
     /// One expanded block call.
-    Block { block: String, body: Vec<Node> },
+    Block {
+        block: String,
+        body: Vec<Node>,
+    },
     /// `stage N × block`: the expanded copies.
-    Stage { block: String, blocks: Vec<Node> },
+    Stage {
+        block: String,
+        blocks: Vec<Node>,
+    },
     /// Parallel branches merged by a combinator (a lone braced group has none).
-    Combine { combinator: Option<Combinator>, arms: Vec<Vec<Node>> },
+    Combine {
+        combinator: Option<Combinator>,
+        arms: Vec<Vec<Node>>,
+    },
 }
 
 /// One node of the expanded network.
@@ -289,8 +331,16 @@ impl Network {
         let line = |cols: [&str; 5]| {
             format!(
                 "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {:>w4$}\n",
-                cols[0], cols[1], cols[2], cols[3], cols[4],
-                w0 = widths[0], w1 = widths[1], w2 = widths[2], w3 = widths[3], w4 = widths[4]
+                cols[0],
+                cols[1],
+                cols[2],
+                cols[3],
+                cols[4],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2],
+                w3 = widths[3],
+                w4 = widths[4]
             )
         };
         let total_width = widths.iter().sum::<usize>() + 8;

@@ -7,9 +7,35 @@ use std::collections::HashMap;
 
 /// Every primitive layer the language knows.
 pub const PRIMITIVES: &[&str] = &[
-    "conv", "conv1x1", "conv3x3", "bn", "relu", "sigmoid", "identity", "dropout", "avg_pool", "max_pool",
-    "global_avg_pool", "linear", "pad_shortcut", "leaky_relu", "prelu", "elu", "selu", "celu", "gelu", "gelu_tanh",
-    "silu", "swish", "mish", "hardswish", "hardsigmoid", "hardtanh", "softsign", "softplus", "tanh",
+    "conv",
+    "conv1x1",
+    "conv3x3",
+    "bn",
+    "relu",
+    "sigmoid",
+    "identity",
+    "dropout",
+    "avg_pool",
+    "max_pool",
+    "global_avg_pool",
+    "linear",
+    "pad_shortcut",
+    "leaky_relu",
+    "prelu",
+    "elu",
+    "selu",
+    "celu",
+    "gelu",
+    "gelu_tanh",
+    "silu",
+    "swish",
+    "mish",
+    "hardswish",
+    "hardsigmoid",
+    "hardtanh",
+    "softsign",
+    "softplus",
+    "tanh",
 ];
 
 /// Element-wise activations (besides `relu`, `sigmoid` and the learned `prelu`): their
@@ -20,7 +46,8 @@ pub fn activation_params(name: &str) -> Option<&'static [(&'static str, f64)]> {
         "elu" | "celu" => &[("alpha", 1.0)],
         "hardtanh" => &[("min", -1.0), ("max", 1.0)],
         "softplus" => &[("beta", 1.0)],
-        "selu" | "gelu" | "gelu_tanh" | "silu" | "swish" | "mish" | "hardswish" | "hardsigmoid" | "softsign" | "tanh" => &[],
+        "selu" | "gelu" | "gelu_tanh" | "silu" | "swish" | "mish" | "hardswish" | "hardsigmoid" | "softsign"
+        | "tanh" => &[],
         _ => return None,
     })
 }
@@ -34,7 +61,9 @@ pub const BUILTIN_VARS: &[&str] = &["in_channels", "in_height", "in_width"];
 /// A primitive's parameters in positional order, each with whether it has a default.
 pub fn primitive_params(name: &str) -> &'static [(&'static str, bool)] {
     match name {
-        "conv" => &[("out", false), ("kernel", false), ("stride", true), ("padding", true), ("groups", true), ("bias", true)],
+        "conv" => {
+            &[("out", false), ("kernel", false), ("stride", true), ("padding", true), ("groups", true), ("bias", true)]
+        }
         "conv1x1" | "conv3x3" => &[("out", false), ("stride", true), ("groups", true), ("bias", true)],
         "dropout" => &[("p", false)],
         "avg_pool" | "max_pool" => &[("kernel", false), ("stride", true), ("padding", true)],
@@ -88,11 +117,7 @@ pub fn site_names(def: &Definition) -> HashMap<Span, String> {
         *n += 1;
         names.insert(span, format!("{stem}{n}"));
     };
-    fn walk(
-        body: &[Stmt],
-        next: &mut NameSite<'_>,
-        names: &mut HashMap<Span, String>,
-    ) {
+    fn walk(body: &[Stmt], next: &mut NameSite<'_>, names: &mut HashMap<Span, String>) {
         for stmt in body {
             let Stmt::Op(op) = stmt else { continue };
             match op {

@@ -9,7 +9,14 @@ fn main() {
     match resnetc_runtime::data::load(std::path::Path::new(&path), [3, 32, 32]) {
         Ok(ds) => {
             let (mean, std) = ds.train.channel_stats();
-            println!("{path}: {} — {} train, {} test images, {} classes {:?}", ds.format, ds.train.len(), ds.test.len(), ds.classes.len(), ds.classes);
+            println!(
+                "{path}: {} — {} train, {} test images, {} classes {:?}",
+                ds.format,
+                ds.train.len(),
+                ds.test.len(),
+                ds.classes.len(),
+                ds.classes
+            );
             println!("train mean {mean:.4?} std {std:.4?}; loaded in {:.2?}", start.elapsed());
         }
         Err(e) => {

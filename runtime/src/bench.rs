@@ -11,7 +11,7 @@
 
 use crate::model::DynNet;
 use crate::recipe::Recipe;
-use crate::train::{sgd, Batch, Part, RecipeLr};
+use crate::train::{Batch, Part, RecipeLr, sgd};
 use burn::module::Module;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use burn::train::Learner;
@@ -84,7 +84,14 @@ enum StepKind {
 impl Stepper {
     /// Build `network` on `device` for `mode` steps of `batch_size` random images; training
     /// uses `recipe`'s optimizer and schedule. `seed` seeds the weights and the images.
-    pub fn new(network: &Network, device: &Device, mode: Mode, batch_size: usize, recipe: &Recipe, seed: u64) -> Result<Self, String> {
+    pub fn new(
+        network: &Network,
+        device: &Device,
+        mode: Mode,
+        batch_size: usize,
+        recipe: &Recipe,
+        seed: u64,
+    ) -> Result<Self, String> {
         let Some([c, h, w]) = network.input.as_chw() else {
             return Err(format!("the network's input {} is not an image (C×H×W)", network.input));
         };
@@ -164,11 +171,7 @@ pub fn run(spec: &str, network: &Network, device: &Device, options: &BenchOption
 pub fn median(times: &mut [f64]) -> f64 {
     times.sort_by(f64::total_cmp);
     let k = times.len();
-    if k % 2 == 1 {
-        times[k / 2]
-    } else {
-        (times[k / 2 - 1] + times[k / 2]) / 2.0
-    }
+    if k % 2 == 1 { times[k / 2] } else { (times[k / 2 - 1] + times[k / 2]) / 2.0 }
 }
 
 /// Peak resident set size of this process (`VmHWM` in `/proc/self/status`), in bytes.

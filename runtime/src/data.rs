@@ -21,7 +21,9 @@ pub enum DataError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: {message}")]
     Format { path: PathBuf, message: String },
-    #[error("{path}: no CIFAR binary files (data_batch_1.bin .. test_batch.bin, or train.bin + test.bin) and no train/ + test/ image folders")]
+    #[error(
+        "{path}: no CIFAR binary files (data_batch_1.bin .. test_batch.bin, or train.bin + test.bin) and no train/ + test/ image folders"
+    )]
     UnknownLayout { path: PathBuf },
 }
 
@@ -186,7 +188,9 @@ pub fn load(path: &Path, shape: [usize; 3]) -> Result<Dataset, DataError> {
         if has("train.bin") && has("test.bin") {
             return cifar_binary(&files, prefix, 100, shape);
         }
-        let under = |split: &str| paths.iter().any(|p| p.strip_prefix(prefix).is_some_and(|r| r.starts_with(&format!("{split}/"))));
+        let under = |split: &str| {
+            paths.iter().any(|p| p.strip_prefix(prefix).is_some_and(|r| r.starts_with(&format!("{split}/"))))
+        };
         if under("train") && under("test") {
             return image_folders(&files, prefix, shape);
         }
@@ -198,7 +202,10 @@ fn cifar_binary(files: &Files, prefix: &str, classes: u16, shape: [usize; 3]) ->
     let pixels_per_image = 3 * 32 * 32;
     let label_bytes = if classes == 10 { 1 } else { 2 };
     if shape != [3, 32, 32] {
-        return Err(format_error(files.display(prefix), format!("CIFAR images are 3×32×32, the network takes {shape:?}")));
+        return Err(format_error(
+            files.display(prefix),
+            format!("CIFAR images are 3×32×32, the network takes {shape:?}"),
+        ));
     }
     let read_split = |names: &[String]| -> Result<Split, DataError> {
         let mut split = Split { pixels: Vec::new(), labels: Vec::new(), shape };
@@ -206,16 +213,19 @@ fn cifar_binary(files: &Files, prefix: &str, classes: u16, shape: [usize; 3]) ->
             let bytes = files.read(name)?;
             let record = label_bytes + pixels_per_image;
             if bytes.is_empty() || bytes.len() % record != 0 {
-                return Err(format_error(files.display(name), format!(
-                    "truncated: {} bytes is not a whole number of {record}-byte records",
-                    bytes.len()
-                )));
+                return Err(format_error(
+                    files.display(name),
+                    format!("truncated: {} bytes is not a whole number of {record}-byte records", bytes.len()),
+                ));
             }
             for (i, r) in bytes.chunks_exact(record).enumerate() {
                 // CIFAR-100 records hold the coarse label first, then the fine one (used here).
                 let label = r[label_bytes - 1] as u16;
                 if label >= classes {
-                    return Err(format_error(files.display(name), format!("record {i}: label {label} is out of range 0..{classes}")));
+                    return Err(format_error(
+                        files.display(name),
+                        format!("record {i}: label {label} is out of range 0..{classes}"),
+                    ));
                 }
                 split.labels.push(label);
                 split.pixels.extend_from_slice(&r[label_bytes..]);
@@ -262,17 +272,19 @@ fn image_folders(files: &Files, prefix: &str, shape: [usize; 3]) -> Result<Datas
     let test = classes_of("test");
     let names: Vec<String> = train.keys().cloned().collect();
     if names != test.keys().cloned().collect::<Vec<_>>() {
-        return Err(format_error(files.display(&format!("{prefix}test")), format!(
-            "the test classes {:?} differ from the train classes {:?}",
-            test.keys().collect::<Vec<_>>(),
-            names
-        )));
+        return Err(format_error(
+            files.display(&format!("{prefix}test")),
+            format!("the test classes {:?} differ from the train classes {:?}", test.keys().collect::<Vec<_>>(), names),
+        ));
     }
     let read_split = |classes: &BTreeMap<String, Vec<String>>, split: &str| -> Result<Split, DataError> {
         let mut out = Split { pixels: Vec::new(), labels: Vec::new(), shape };
         for (label, (class, images)) in classes.iter().enumerate() {
             if images.is_empty() {
-                return Err(format_error(files.display(&format!("{prefix}{split}/{class}")), "empty class folder: no .png/.jpg images"));
+                return Err(format_error(
+                    files.display(&format!("{prefix}{split}/{class}")),
+                    "empty class folder: no .png/.jpg images",
+                ));
             }
             for path in images {
                 decode_into(files, path, shape, &mut out.pixels)?;
@@ -281,19 +293,28 @@ fn image_folders(files: &Files, prefix: &str, shape: [usize; 3]) -> Result<Datas
         }
         Ok(out)
     };
-    Ok(Dataset { train: read_split(&train, "train")?, test: read_split(&test, "test")?, classes: names, format: "image-folder" })
+    Ok(Dataset {
+        train: read_split(&train, "train")?,
+        test: read_split(&test, "test")?,
+        classes: names,
+        format: "image-folder",
+    })
 }
 
 fn decode_into(files: &Files, rel: &str, shape: [usize; 3], out: &mut Vec<u8>) -> Result<(), DataError> {
     let bytes = files.read(rel)?;
-    let image = image::load_from_memory(&bytes).map_err(|e| format_error(files.display(rel), format!("unreadable image: {e}")))?;
+    let image = image::load_from_memory(&bytes)
+        .map_err(|e| format_error(files.display(rel), format!("unreadable image: {e}")))?;
     let [c, h, w] = shape;
     if (image.width() as usize, image.height() as usize) != (w, h) {
-        return Err(format_error(files.display(rel), format!(
-            "image is {}×{}, the network takes {w}×{h} (images are not resized)",
-            image.width(),
-            image.height()
-        )));
+        return Err(format_error(
+            files.display(rel),
+            format!(
+                "image is {}×{}, the network takes {w}×{h} (images are not resized)",
+                image.width(),
+                image.height()
+            ),
+        ));
     }
     match c {
         3 => {
@@ -303,7 +324,9 @@ fn decode_into(files: &Files, rel: &str, shape: [usize; 3], out: &mut Vec<u8>) -
             }
         }
         1 => out.extend(image.to_luma8().into_raw()),
-        _ => return Err(format_error(files.display(rel), format!("images have 1 or 3 channels, the network takes {c}"))),
+        _ => {
+            return Err(format_error(files.display(rel), format!("images have 1 or 3 channels, the network takes {c}")));
+        }
     }
     Ok(())
 }

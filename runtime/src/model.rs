@@ -9,7 +9,8 @@ use burn::module::{Devices, Module, ModuleMapper, ModuleVisitor};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{
-    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig, PRelu, PReluConfig, PaddingConfig2d,
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig, PRelu, PReluConfig,
+    PaddingConfig2d,
 };
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::{Device, Tensor};
@@ -38,9 +39,19 @@ enum Op {
     Relu,
     Sigmoid,
     GlobalAvgPool,
-    PadShortcut { stride: usize, before: usize, after: usize },
-    Activation { function: String, args: Vec<f64> },
-    Combine { combinator: Option<Combinator>, arms: Vec<Vec<Op>> },
+    PadShortcut {
+        stride: usize,
+        before: usize,
+        after: usize,
+    },
+    Activation {
+        function: String,
+        args: Vec<f64>,
+    },
+    Combine {
+        combinator: Option<Combinator>,
+        arms: Vec<Vec<Op>>,
+    },
 }
 
 /// One expanded block (or the network's top level): its fields, named as in the emitted
@@ -176,18 +187,25 @@ impl DynBlock {
                         self.field(&node.name, Field::Bn(BatchNormConfig::new(features as usize).init(device)))
                     }
                     Layer::Linear { in_features, out_features, bias } => {
-                        let l = LinearConfig::new(in_features as usize, out_features as usize).with_bias(bias).init(device);
+                        let l =
+                            LinearConfig::new(in_features as usize, out_features as usize).with_bias(bias).init(device);
                         self.field(&node.name, Field::Linear(l))
                     }
                     Layer::Dropout { p } => self.field(&node.name, Field::Dropout(DropoutConfig::new(p).init())),
                     Layer::AvgPool { kernel, stride, padding } => {
                         let (k, s, p) = (kernel as usize, stride as usize, padding as usize);
-                        let pool = AvgPool2dConfig::new([k, k]).with_strides([s, s]).with_padding(PaddingConfig2d::Explicit(p, p, p, p)).init();
+                        let pool = AvgPool2dConfig::new([k, k])
+                            .with_strides([s, s])
+                            .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+                            .init();
                         self.field(&node.name, Field::AvgPool(pool))
                     }
                     Layer::MaxPool { kernel, stride, padding } => {
                         let (k, s, p) = (kernel as usize, stride as usize, padding as usize);
-                        let pool = MaxPool2dConfig::new([k, k]).with_strides([s, s]).with_padding(PaddingConfig2d::Explicit(p, p, p, p)).init();
+                        let pool = MaxPool2dConfig::new([k, k])
+                            .with_strides([s, s])
+                            .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+                            .init();
                         self.field(&node.name, Field::MaxPool(pool))
                     }
                     Layer::Relu => Op::Relu,
@@ -197,10 +215,13 @@ impl DynBlock {
                     Layer::PadShortcut { stride, before, after } => {
                         Op::PadShortcut { stride: stride as usize, before: before as usize, after: after as usize }
                     }
-                    Layer::PRelu { channels } => {
-                        self.field(&node.name, Field::PRelu(PReluConfig::new().with_num_parameters(channels as usize).init(device)))
+                    Layer::PRelu { channels } => self.field(
+                        &node.name,
+                        Field::PRelu(PReluConfig::new().with_num_parameters(channels as usize).init(device)),
+                    ),
+                    Layer::Activation { ref function, ref args } => {
+                        Op::Activation { function: function.clone(), args: args.clone() }
                     }
-                    Layer::Activation { ref function, ref args } => Op::Activation { function: function.clone(), args: args.clone() },
                 },
                 NodeKind::Block { body, .. } => {
                     let child = DynBlock::build(body, device);
@@ -268,7 +289,9 @@ impl DynBlock {
                     let [_, _, h, w] = t.dims();
                     let s = *stride;
                     let t = t.slice(burn::tensor::s![.., .., 0..h;s, 0..w;s]);
-                    Act::Maps(t.pad([(0, 0), (*before, *after), (0, 0), (0, 0)], burn::tensor::ops::PadMode::Constant(0.0)))
+                    Act::Maps(
+                        t.pad([(0, 0), (*before, *after), (0, 0), (0, 0)], burn::tensor::ops::PadMode::Constant(0.0)),
+                    )
                 }
                 Op::Combine { combinator, arms } => {
                     let flat = matches!(x, Act::Flat(_));
@@ -281,10 +304,18 @@ impl DynBlock {
                     for (i, arm) in arms.iter().enumerate() {
                         let last = i + 1 == arms.len();
                         let branch_input = if flat {
-                            let t = if last { flat_in.take().expect("input kept for the last arm") } else { flat_in.clone().expect("input kept") };
+                            let t = if last {
+                                flat_in.take().expect("input kept for the last arm")
+                            } else {
+                                flat_in.clone().expect("input kept")
+                            };
                             Act::Flat(t)
                         } else {
-                            let t = if last { maps_in.take().expect("input kept for the last arm") } else { maps_in.clone().expect("input kept") };
+                            let t = if last {
+                                maps_in.take().expect("input kept for the last arm")
+                            } else {
+                                maps_in.clone().expect("input kept")
+                            };
                             Act::Maps(t)
                         };
                         outs.push(self.run(arm, branch_input));

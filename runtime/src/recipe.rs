@@ -134,13 +134,16 @@ impl Recipe {
     /// Set a key by dotted path from `KEY=VALUE` text (the value is YAML: `0.05`, `true`, `[60, 120]`).
     pub fn set(&self, assignment: &str) -> Result<Recipe, RecipeError> {
         let bad = |message: String| RecipeError { location: format!("--set {assignment}"), message };
-        let (key, value) = assignment.split_once('=').ok_or_else(|| bad("expected KEY=VALUE, e.g. optimizer.lr=0.05".into()))?;
-        let value: serde_norway::Value = serde_norway::from_str(value.trim()).map_err(|e| bad(format!("bad value: {e}")))?;
+        let (key, value) =
+            assignment.split_once('=').ok_or_else(|| bad("expected KEY=VALUE, e.g. optimizer.lr=0.05".into()))?;
+        let value: serde_norway::Value =
+            serde_norway::from_str(value.trim()).map_err(|e| bad(format!("bad value: {e}")))?;
         let mut tree = serde_norway::to_value(self).map_err(|e| bad(e.to_string()))?;
         let mut node = &mut tree;
         let parts: Vec<&str> = key.trim().split('.').collect();
         for (i, part) in parts.iter().enumerate() {
-            let map = node.as_mapping_mut().ok_or_else(|| bad(format!("`{}` is not a section", parts[..i].join("."))))?;
+            let map =
+                node.as_mapping_mut().ok_or_else(|| bad(format!("`{}` is not a section", parts[..i].join("."))))?;
             let k = serde_norway::Value::String(part.to_string());
             if i + 1 == parts.len() {
                 map.insert(k, value.clone());

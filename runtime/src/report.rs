@@ -113,8 +113,18 @@ pub fn csv(rows: &[Row]) -> String {
     String::from_utf8(w.into_inner().expect("writing to memory")).expect("CSV of numbers is UTF-8")
 }
 
-const HEADER: [&str; 10] =
-    ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "seconds", "images_per_sec"];
+const HEADER: [&str; 10] = [
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "test_loss",
+    "test_acc",
+    "seconds",
+    "images_per_sec",
+];
 
 /// Read `metrics.csv` back (to resume a run).
 pub fn read_csv(path: &Path) -> Result<Vec<Row>, String> {
@@ -156,7 +166,11 @@ pub fn curves(rows: &[Row], title: &str) -> Result<String, String> {
                 &right,
                 "accuracy",
                 1.0,
-                [("train", BLUE, |r| Some(r.train_acc)), ("val", GREEN, |r| r.val_acc), ("test", RED, |r| Some(r.test_acc))],
+                [
+                    ("train", BLUE, |r| Some(r.train_acc)),
+                    ("val", GREEN, |r| r.val_acc),
+                    ("test", RED, |r| Some(r.test_acc)),
+                ],
             ),
         ];
         for (area, name, top, series) in panels {
@@ -183,7 +197,11 @@ pub fn curves(rows: &[Row], title: &str) -> Result<String, String> {
                 .configure_series_labels()
                 .background_style(WHITE.mix(0.8))
                 .border_style(BLACK)
-                .position(if name == "loss" { SeriesLabelPosition::UpperRight } else { SeriesLabelPosition::LowerRight })
+                .position(if name == "loss" {
+                    SeriesLabelPosition::UpperRight
+                } else {
+                    SeriesLabelPosition::LowerRight
+                })
                 .draw()
                 .map_err(|e| e.to_string())?;
         }
@@ -215,7 +233,11 @@ mod tests {
     fn csv_round_trips_with_empty_validation_columns() {
         let rows = vec![row(1, None, 0.3), row(2, None, 0.4)];
         let text = csv(&rows);
-        assert!(text.starts_with("epoch,lr,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc,seconds,images_per_sec\n"));
+        assert!(
+            text.starts_with(
+                "epoch,lr,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc,seconds,images_per_sec\n"
+            )
+        );
         assert!(text.contains("\n1,0.1,2.0,0.1,,,0.7,0.3,10.0,100.0\n"), "{text}");
         let dir = std::env::temp_dir().join(format!("resnetc-report-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -227,7 +249,8 @@ mod tests {
 
     #[test]
     fn best_is_chosen_by_validation_never_by_test() {
-        let rows = vec![row(1, Some(0.5), 0.9), row(2, Some(0.7), 0.6), row(3, Some(0.7), 0.95), row(4, Some(0.6), 0.99)];
+        let rows =
+            vec![row(1, Some(0.5), 0.9), row(2, Some(0.7), 0.6), row(3, Some(0.7), 0.95), row(4, Some(0.6), 0.99)];
         let best = best_by_validation(&rows).unwrap();
         assert_eq!(best.epoch, 2, "highest validation accuracy, first of equals");
         assert!(best_by_validation(&[row(1, None, 0.9)]).is_none());
@@ -259,7 +282,8 @@ mod tests {
 
     #[test]
     fn curves_draw_every_series() {
-        let svg = curves(&[row(1, Some(0.5), 0.4), row(2, Some(0.6), 0.5), row(3, Some(0.62), 0.55)], "resnet_20").unwrap();
+        let svg =
+            curves(&[row(1, Some(0.5), 0.4), row(2, Some(0.6), 0.5), row(3, Some(0.62), 0.55)], "resnet_20").unwrap();
         assert!(svg.starts_with("<svg"), "{}", &svg[..80]);
         for label in ["loss", "accuracy", "epoch", "train", "val", "test", "resnet_20"] {
             assert!(svg.contains(&format!(">{label}<")) || svg.contains(label), "{label} missing");

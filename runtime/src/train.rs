@@ -41,8 +41,8 @@ use burn::train::logger::MetricLogger;
 use burn::train::metric::state::{FormatOptions, NumericMetricState};
 use burn::train::metric::store::{EpochSummary, EventStoreClient, MetricsUpdate, Split as BurnSplit};
 use burn::train::metric::{
-    Adaptor, ItemLazy, Metric, MetricAttributes, MetricDefinition, MetricMetadata, MetricName, Numeric, NumericAttributes,
-    NumericEntry, SerializedEntry,
+    Adaptor, ItemLazy, Metric, MetricAttributes, MetricDefinition, MetricMetadata, MetricName, Numeric,
+    NumericAttributes, NumericEntry, SerializedEntry,
 };
 use burn::train::{InferenceStep, Interrupter, Learner, SupervisedTraining, TrainOutput, TrainStep};
 use resnetc_compiler::ir::Network;
@@ -139,10 +139,7 @@ impl Batcher<Chunk, Batch> for EvalBatcher {
 }
 
 fn chunks(part: Part, indices: &[usize], batch_size: usize) -> Vec<Chunk> {
-    indices
-        .chunks(batch_size.max(1))
-        .map(|c| Chunk { part, indices: c.iter().map(|&i| i as u32).collect() })
-        .collect()
+    indices.chunks(batch_size.max(1)).map(|c| Chunk { part, indices: c.iter().map(|&i| i as u32).collect() }).collect()
 }
 
 /// The recipe's SGD: momentum with the recipe's dampening (0 in every shipped recipe, where
@@ -435,7 +432,11 @@ impl Metric for PartMetric {
         .into()
     }
 
-    fn update(&mut self, item: &Scored, metadata: &MetricMetadata) -> Result<SerializedEntry, burn::tensor::TensorReadError> {
+    fn update(
+        &mut self,
+        item: &Scored,
+        metadata: &MetricMetadata,
+    ) -> Result<SerializedEntry, burn::tensor::TensorReadError> {
         if item.part == self.part && !item.losses.is_empty() {
             let n = item.losses.len();
             let mut shared = lock(&self.shared);
@@ -538,8 +539,7 @@ impl CheckpointingStrategy for KeepLastAndBest {
         let best = report::best_by_validation(&lock(&self.shared).rows).map(|r| r.epoch);
         self.saved.insert(epoch);
         let mut actions = vec![CheckpointingAction::Save];
-        let stale: Vec<usize> =
-            self.saved.iter().copied().filter(|&e| e + 2 <= epoch && Some(e) != best).collect();
+        let stale: Vec<usize> = self.saved.iter().copied().filter(|&e| e + 2 <= epoch && Some(e) != best).collect();
         for e in stale {
             self.saved.remove(&e);
             actions.push(CheckpointingAction::Delete(e));
@@ -555,7 +555,9 @@ mod quiet {
     use super::Quiet;
     use burn::train::logger::{EvaluationProgressLogger, TrainingProgressLogger};
     use burn::train::metric::MetricDefinition;
-    use burn::train::renderer::{EvaluationName, MetricState, MetricsRenderer, MetricsRendererEvaluation, MetricsRendererTraining};
+    use burn::train::renderer::{
+        EvaluationName, MetricState, MetricsRenderer, MetricsRendererEvaluation, MetricsRendererTraining,
+    };
 
     impl MetricsRendererTraining for Quiet {
         fn update_train(&mut self, _state: MetricState) {}
@@ -683,7 +685,8 @@ pub fn train(network: &Network, dataset: &Dataset, options: &TrainOptions) -> Re
         return Err(TrainError::Setup("the test split is empty".into()));
     }
     let classes = network.output.numel() as usize;
-    if let Some(&label) = dataset.train.labels.iter().chain(&dataset.test.labels).find(|&&l| usize::from(l) >= classes) {
+    if let Some(&label) = dataset.train.labels.iter().chain(&dataset.test.labels).find(|&&l| usize::from(l) >= classes)
+    {
         return Err(TrainError::Setup(format!(
             "the data has label {label} but {} has {classes} outputs (set classes=…)",
             network.name
@@ -723,7 +726,11 @@ pub fn train(network: &Network, dataset: &Dataset, options: &TrainOptions) -> Re
         rows = report::read_csv(&csv).map_err(TrainError::Setup)?;
         rows.retain(|r| r.epoch <= epoch);
         if rows.len() != epoch {
-            return Err(TrainError::Setup(format!("--resume: {} has {} rows for {epoch} checkpointed epochs", csv.display(), rows.len())));
+            return Err(TrainError::Setup(format!(
+                "--resume: {} has {} rows for {epoch} checkpointed epochs",
+                csv.display(),
+                rows.len()
+            )));
         }
         for e in checkpoint_epochs(&checkpoints).into_iter().filter(|&e| e > epoch) {
             for kind in ["model", "optim", "scheduler"] {
@@ -803,12 +810,15 @@ pub fn train(network: &Network, dataset: &Dataset, options: &TrainOptions) -> Re
         let test_split = Arc::new(dataset.test.clone());
         // Burn reshuffles every epoch from its seed; a resumed run starts a fresh sequence.
         let shuffle_seed = options.seed.wrapping_add(start.unwrap_or(0) as u64);
-        let train_loader: Arc<dyn DataLoader<Batch>> =
-            DataLoaderBuilder::new(TrainBatcher { split: train_split.clone(), augment: augment.clone(), seed: options.seed })
-                .batch_size(recipe.batch_size)
-                .shuffle(shuffle_seed)
-                .num_workers(options.workers)
-                .build(InMemDataset::new(train_idx.iter().map(|&i| i as u32).collect()));
+        let train_loader: Arc<dyn DataLoader<Batch>> = DataLoaderBuilder::new(TrainBatcher {
+            split: train_split.clone(),
+            augment: augment.clone(),
+            seed: options.seed,
+        })
+        .batch_size(recipe.batch_size)
+        .shuffle(shuffle_seed)
+        .num_workers(options.workers)
+        .build(InMemDataset::new(train_idx.iter().map(|&i| i as u32).collect()));
         let mut eval_items = chunks(Part::Val, &val_idx, recipe.batch_size);
         let test_idx: Vec<usize> = (0..dataset.test.len()).collect();
         eval_items.extend(chunks(Part::Test, &test_idx, recipe.batch_size));
@@ -825,7 +835,8 @@ pub fn train(network: &Network, dataset: &Dataset, options: &TrainOptions) -> Re
         let learner = Learner::new(model, optimizer, RecipeLr::new(recipe.clone(), per_epoch));
 
         let interrupter = Interrupter::new();
-        let metric = |part, measure, stop: bool| PartMetric::new(part, measure, &shared, stop.then(|| interrupter.clone()));
+        let metric =
+            |part, measure, stop: bool| PartMetric::new(part, measure, &shared, stop.then(|| interrupter.clone()));
         let mut training = SupervisedTraining::new(out, train_loader, eval_loader)
             .num_epochs(epochs)
             .with_interrupter(interrupter.clone())
@@ -848,8 +859,11 @@ pub fn train(network: &Network, dataset: &Dataset, options: &TrainOptions) -> Re
             .metric_valid_numeric(metric(Part::Test, Measure::Accuracy, false));
         if options.devices.len() > 1 {
             training = training.with_training_strategy(
-                burn::train::ExecutionStrategy::multi(options.devices.clone(), burn::train::MultiDeviceOptim::OptimMainDevice)
-                    .into(),
+                burn::train::ExecutionStrategy::multi(
+                    options.devices.clone(),
+                    burn::train::MultiDeviceOptim::OptimMainDevice,
+                )
+                .into(),
             );
         }
         if let Some(epoch) = start {

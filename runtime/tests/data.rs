@@ -1,6 +1,6 @@
 //! Dataset loading over fixtures built here in both CIFAR formats and as image folders.
 
-use resnetc_runtime::data::{load, rng, shuffled, Augment, DataError};
+use resnetc_runtime::data::{Augment, DataError, load, rng, shuffled};
 use std::path::{Path, PathBuf};
 
 fn temp(name: &str) -> PathBuf {
@@ -153,8 +153,11 @@ fn archives_load_like_folders() {
     folders(&tree.join("cifar-mini"));
     for (name, gz) in [("mini.tar", false), ("mini.tar.gz", true)] {
         let file = std::fs::File::create(dir.join(name)).unwrap();
-        let writer: Box<dyn std::io::Write> =
-            if gz { Box::new(flate2::write::GzEncoder::new(file, flate2::Compression::fast())) } else { Box::new(file) };
+        let writer: Box<dyn std::io::Write> = if gz {
+            Box::new(flate2::write::GzEncoder::new(file, flate2::Compression::fast()))
+        } else {
+            Box::new(file)
+        };
         let mut builder = tar::Builder::new(writer);
         builder.append_dir_all(".", &tree).unwrap();
         builder.into_inner().unwrap().flush().unwrap();

@@ -6,7 +6,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor};
 use resnetc_codegen_tests as generated;
 use resnetc_compiler::Compilation;
-use resnetc_runtime::model::{tensor_paths, DynNet};
+use resnetc_runtime::model::{DynNet, tensor_paths};
 
 fn network(path: &str) -> resnetc_compiler::Network {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
@@ -43,7 +43,8 @@ macro_rules! same_network {
             dynamic.clone().save_file(&file).unwrap();
 
             let before = emitted.valid().forward(x.clone());
-            let loaded = <$ty>::new(&device).try_load_file(&file).expect("the checkpoint loads into the emitted struct").valid();
+            let loaded =
+                <$ty>::new(&device).try_load_file(&file).expect("the checkpoint loads into the emitted struct").valid();
             let expected = dynamic.forward(x.clone());
             assert!(max_diff(&before, &expected) > 1e-3, "independent initialisations differ");
             let got = loaded.forward(x);

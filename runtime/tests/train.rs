@@ -9,8 +9,8 @@ use resnetc_compiler::Compilation;
 use resnetc_runtime::data::{self, Augment};
 use resnetc_runtime::model::DynNet;
 use resnetc_runtime::recipe::Recipe;
-use resnetc_runtime::report::{read_csv, Summary};
-use resnetc_runtime::train::{evaluate, train, Progress, TrainError, TrainOptions};
+use resnetc_runtime::report::{Summary, read_csv};
+use resnetc_runtime::train::{Progress, TrainError, TrainOptions, evaluate, train};
 use std::path::{Path, PathBuf};
 
 fn temp(name: &str) -> PathBuf {
@@ -87,7 +87,11 @@ fn a_run_leaves_its_folder_and_its_weights_load_into_the_emitted_struct() {
 
     let rows = read_csv(&out.join("metrics.csv")).unwrap();
     assert_eq!(rows.iter().map(|r| r.epoch).collect::<Vec<_>>(), [1, 2, 3]);
-    assert_eq!(rows.iter().map(|r| r.lr).collect::<Vec<_>>(), [0.1, 0.1, 0.010000000000000002], "÷10 after 2 epochs (PyTorch's MultiStepLR)");
+    assert_eq!(
+        rows.iter().map(|r| r.lr).collect::<Vec<_>>(),
+        [0.1, 0.1, 0.010000000000000002],
+        "÷10 after 2 epochs (PyTorch's MultiStepLR)"
+    );
     for r in &rows {
         assert!(r.train_loss.is_finite() && r.test_loss.is_finite(), "{r:?}");
         assert!((0.0..=1.0).contains(&r.test_acc) && r.val_acc.is_some_and(|a| (0.0..=1.0).contains(&a)), "{r:?}");
@@ -97,7 +101,10 @@ fn a_run_leaves_its_folder_and_its_weights_load_into_the_emitted_struct() {
     }
     let s = summary(&out);
     // summary.json holds what train returned (floats up to JSON's last-digit rounding).
-    assert_eq!((s.epochs, s.best_epoch, s.test_accuracy, s.best_val_accuracy), (result.epochs, result.best_epoch, result.test_accuracy, result.best_val_accuracy));
+    assert_eq!(
+        (s.epochs, s.best_epoch, s.test_accuracy, s.best_val_accuracy),
+        (result.epochs, result.best_epoch, result.test_accuracy, result.best_val_accuracy)
+    );
     assert!((s.test_loss.unwrap() - result.test_loss.unwrap()).abs() < 1e-9);
     assert_eq!((s.epochs, s.params, s.train_images, s.val_images, s.test_images), (3, 272_474, 32, 8, 16));
     assert_eq!(s.test_accuracy, Some(rows[2].test_acc));
@@ -111,7 +118,8 @@ fn a_run_leaves_its_folder_and_its_weights_load_into_the_emitted_struct() {
     // last.bpk is the last epoch and loads into the code `resnetc compile` emits; the
     // evaluation of either network gives the test accuracy of the last row.
     let device = Device::flex();
-    let emitted = Resnet20::new(&device).try_load_file(out.join("last.bpk")).expect("loads into the emitted struct").valid();
+    let emitted =
+        Resnet20::new(&device).try_load_file(out.join("last.bpk")).expect("loads into the emitted struct").valid();
     let dynamic = DynNet::new(&network, &device).try_load_file(out.join("last.bpk")).unwrap().valid();
     let x = Tensor::<4>::random([2, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
     let a: Vec<f32> = emitted.forward(x.clone()).into_data().try_to_vec::<f32>().unwrap();
@@ -201,7 +209,8 @@ fn bad_setups_are_errors_before_training() {
     assert!(e.to_string().contains("--val-split 40 leaves no training image"), "{e}");
 
     let mut c = Compilation::new();
-    let id = c.add_source("five.net", "network five(classes = 5) {\n input 3x32x32\n global_avg_pool linear(classes)\n}\n");
+    let id =
+        c.add_source("five.net", "network five(classes = 5) {\n input 3x32x32\n global_avg_pool linear(classes)\n}\n");
     let five = c.check(id, &[]).unwrap();
     let e = train(&five, &dataset, &options(&dir.join("b"), 1, 0)).unwrap_err();
     assert!(e.to_string().contains("label 5 but five has 5 outputs"), "{e}");

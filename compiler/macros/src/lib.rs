@@ -37,10 +37,15 @@ pub fn network(input: proc_macro::TokenStream) -> proc_macro::TokenStream {
 fn expand(input: TokenStream, manifest_dir: &std::path::Path) -> TokenStream {
     let mut tokens = input.clone().into_iter().peekable();
     match tokens.peek() {
-        Some(TokenTree::Literal(lit)) if syn::parse2::<syn::LitStr>(TokenStream::from(TokenTree::Literal(lit.clone()))).is_ok() => {
+        Some(TokenTree::Literal(lit))
+            if syn::parse2::<syn::LitStr>(TokenStream::from(TokenTree::Literal(lit.clone()))).is_ok() =>
+        {
             from_file(input, manifest_dir)
         }
-        None => error(Span::call_site(), "network! needs a spec: a file path (\"specs/x.net\") or inline `network ... { ... }`"),
+        None => error(
+            Span::call_site(),
+            "network! needs a spec: a file path (\"specs/x.net\") or inline `network ... { ... }`",
+        ),
         _ => inline(input),
     }
 }
@@ -129,7 +134,9 @@ fn from_file(input: TokenStream, manifest_dir: &std::path::Path) -> TokenStream 
     let full = manifest_dir.join(&relative);
     let text = match std::fs::read_to_string(&full) {
         Ok(t) => t,
-        Err(e) => return error(path_span, &format!("cannot read {} (relative to {}): {e}", relative, manifest_dir.display())),
+        Err(e) => {
+            return error(path_span, &format!("cannot read {} (relative to {}): {e}", relative, manifest_dir.display()));
+        }
     };
     let id = compilation.add_source(relative.clone(), text);
     match compilation.check(id, &overrides).and_then(|n| resnetc_compiler::emit::emit_tokens(&n)) {
@@ -145,7 +152,10 @@ fn from_file(input: TokenStream, manifest_dir: &std::path::Path) -> TokenStream 
 }
 
 /// Parse `name = value` pairs (values: integer, float, boolean, optionally negative).
-fn overrides(tokens: TokenStream, compilation: &mut Compilation) -> Result<(Vec<Override>, (SourceId, TokenText)), TokenStream> {
+fn overrides(
+    tokens: TokenStream,
+    compilation: &mut Compilation,
+) -> Result<(Vec<Override>, (SourceId, TokenText)), TokenStream> {
     let text = TokenText::new(tokens.clone());
     let id = compilation.add_source("<network! arguments>", text.text.clone());
     let mut result = Vec::new();
@@ -159,7 +169,9 @@ fn overrides(tokens: TokenStream, compilation: &mut Compilation) -> Result<(Vec<
             continue;
         }
         let (name, value) = match item {
-            [TokenTree::Ident(name), TokenTree::Punct(eq), value @ ..] if eq.as_char() == '=' && !value.is_empty() => (name, value),
+            [TokenTree::Ident(name), TokenTree::Punct(eq), value @ ..] if eq.as_char() == '=' && !value.is_empty() => {
+                (name, value)
+            }
             _ => return Err(error(item[0].span(), "expected an override `name = value`")),
         };
         let value_text: String = value.iter().map(ToString::to_string).collect();
@@ -231,7 +243,13 @@ mod tests {
         let mut file: syn::File = syn::parse2(tokens).unwrap();
         let first = file.items.remove(0);
         let full = spec.display().to_string();
-        assert_eq!(quote!(#first).to_string(), quote!(const _: &[u8] = include_bytes!(#full);).to_string());
+        assert_eq!(
+            quote!(#first).to_string(),
+            quote!(
+                const _: &[u8] = include_bytes!(#full);
+            )
+            .to_string()
+        );
         prettyplease::unparse(&file)
     }
 
@@ -292,7 +310,10 @@ mod tests {
 
     #[test]
     fn inline_errors_point_at_the_token() {
-        let out = expand(quote! { network tiny(classes = 10) { input 3x32x32 basc(16) global_avg_pool linear(classes) } }, root());
+        let out = expand(
+            quote! { network tiny(classes = 10) { input 3x32x32 basc(16) global_avg_pool linear(classes) } },
+            root(),
+        );
         let text = out.to_string();
         assert!(text.contains("compile_error"), "{text}");
         assert!(text.contains("did you mean `basic`?"), "{text}");

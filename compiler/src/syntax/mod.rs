@@ -5,4 +5,4 @@
 pub mod ast;
 mod parser;
 
-pub use parser::{parse, MAX_NESTING, MAX_SOURCE_BYTES};
+pub use parser::{MAX_NESTING, MAX_SOURCE_BYTES, parse};

@@ -1,7 +1,7 @@
 //! Turns pest's parse tree into the [`ast`](super::ast), and pest's errors into diagnostics.
 
 use super::ast::*;
-use crate::diag::{codes, Diagnostic, SourceId, Span};
+use crate::diag::{Diagnostic, SourceId, Span, codes};
 use pest::Parser as _;
 use pest::iterators::Pair;
 use pest::pratt_parser::{Assoc, Op as PrattOp, PrattParser};
@@ -36,25 +36,18 @@ static PRATT: LazyLock<PrattParser<Rule>> = LazyLock::new(|| {
 /// Parse one `.net` text registered as `source`.
 pub fn parse(text: &str, source: SourceId) -> Result<File, Vec<Diagnostic>> {
     if text.len() > MAX_SOURCE_BYTES {
-        return Err(vec![Diagnostic::error(codes::LIMIT, Span::new(source, 0, 0), format!(
-            "the file is {} bytes; specs are limited to {MAX_SOURCE_BYTES} bytes",
-            text.len()
-        ))]);
+        return Err(vec![Diagnostic::error(
+            codes::LIMIT,
+            Span::new(source, 0, 0),
+            format!("the file is {} bytes; specs are limited to {MAX_SOURCE_BYTES} bytes", text.len()),
+        )]);
     }
     check_nesting(text, source)?;
     let mut pairs = NetParser::parse(Rule::file, text).map_err(|e| vec![syntax_error(e, source)])?;
     let file = pairs.next().expect("the file rule always yields one pair");
     let mut builder = Builder { source, errors: Vec::new() };
-    let definitions = file
-        .into_inner()
-        .filter(|p| p.as_rule() != Rule::EOI)
-        .map(|p| builder.definition(p))
-        .collect();
-    if builder.errors.is_empty() {
-        Ok(File { definitions })
-    } else {
-        Err(builder.errors)
-    }
+    let definitions = file.into_inner().filter(|p| p.as_rule() != Rule::EOI).map(|p| builder.definition(p)).collect();
+    if builder.errors.is_empty() { Ok(File { definitions }) } else { Err(builder.errors) }
 }
 
 /// Refuse input nested deeper than [`MAX_NESTING`], skipping comments and strings.
@@ -74,10 +67,14 @@ fn check_nesting(text: &str, source: SourceId) -> Result<(), Vec<Diagnostic>> {
             b'(' | b'{' => {
                 depth += 1;
                 if depth > MAX_NESTING {
-                    return Err(vec![Diagnostic::error(codes::LIMIT, Span::new(source, i, i + 1), format!(
-                        "brackets nested more than {MAX_NESTING} deep"
-                    ))
-                    .label("too deep")]);
+                    return Err(vec![
+                        Diagnostic::error(
+                            codes::LIMIT,
+                            Span::new(source, i, i + 1),
+                            format!("brackets nested more than {MAX_NESTING} deep"),
+                        )
+                        .label("too deep"),
+                    ]);
                 }
             }
             b')' | b'}' => depth = depth.saturating_sub(1),
@@ -104,10 +101,16 @@ fn syntax_error(error: pest::error::Error<Rule>, source: SourceId) -> Diagnostic
         pest::error::ErrorVariant::ParsingError { positives, negatives } => {
             let mut m = String::from("syntax error");
             if !positives.is_empty() {
-                m = format!("expected {}", join_alternatives(&positives.iter().map(|r| rule_name(*r).to_string()).collect::<Vec<_>>()));
+                m = format!(
+                    "expected {}",
+                    join_alternatives(&positives.iter().map(|r| rule_name(*r).to_string()).collect::<Vec<_>>())
+                );
             }
             if !negatives.is_empty() {
-                m.push_str(&format!(", found {}", join_alternatives(&negatives.iter().map(|r| rule_name(*r).to_string()).collect::<Vec<_>>())));
+                m.push_str(&format!(
+                    ", found {}",
+                    join_alternatives(&negatives.iter().map(|r| rule_name(*r).to_string()).collect::<Vec<_>>())
+                ));
             }
             m
         }
@@ -280,11 +283,15 @@ impl Builder {
                             match combinator {
                                 Some((first, first_span)) if first != c => {
                                     self.errors.push(
-                                        Diagnostic::error(codes::SYNTAX, s, format!(
-                                            "`{}` mixed with `{}` in one combination",
-                                            c.symbol(),
-                                            first.symbol()
-                                        ))
+                                        Diagnostic::error(
+                                            codes::SYNTAX,
+                                            s,
+                                            format!(
+                                                "`{}` mixed with `{}` in one combination",
+                                                c.symbol(),
+                                                first.symbol()
+                                            ),
+                                        )
                                         .note(first_span, "first combinator here")
                                         .help("group branches with braces: `{ {a} + {b} } concat {c}`"),
                                     );

@@ -26,7 +26,9 @@ mod tiny {
 }
 
 fn report(name: &str, params: usize, macs: u64, burn_params: usize, dims: [usize; 2]) {
-    println!("{name:<14} trainable params {params:>9}  MACs/image {macs:>11}  Burn num_params {burn_params:>9}  output {dims:?}");
+    println!(
+        "{name:<14} trainable params {params:>9}  MACs/image {macs:>11}  Burn num_params {burn_params:>9}  output {dims:?}"
+    );
 }
 
 fn main() {
@@ -34,10 +36,22 @@ fn main() {
     let x = Tensor::<4>::random([4, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
 
     let a = resnet20::Resnet20::new(&device);
-    report("resnet-20", resnet20::Resnet20::PARAMS, resnet20::Resnet20::MACS, a.num_params(), a.forward(x.clone()).dims());
+    report(
+        "resnet-20",
+        resnet20::Resnet20::PARAMS,
+        resnet20::Resnet20::MACS,
+        a.num_params(),
+        a.forward(x.clone()).dims(),
+    );
 
     let b = se_resnet20::SeResnet20::new(&device);
-    report("se-resnet-20", se_resnet20::SeResnet20::PARAMS, se_resnet20::SeResnet20::MACS, b.num_params(), b.forward(x.clone()).dims());
+    report(
+        "se-resnet-20",
+        se_resnet20::SeResnet20::PARAMS,
+        se_resnet20::SeResnet20::MACS,
+        b.num_params(),
+        b.forward(x.clone()).dims(),
+    );
 
     let c = tiny::Tiny::new(&device);
     report("tiny (inline)", tiny::Tiny::PARAMS, tiny::Tiny::MACS, c.num_params(), c.forward(x).dims());
