@@ -325,7 +325,10 @@ fn decode_into(files: &Files, rel: &str, shape: [usize; 3], out: &mut Vec<u8>) -
         }
         1 => out.extend(image.to_luma8().into_raw()),
         _ => {
-            return Err(format_error(files.display(rel), format!("images have 1 or 3 channels, the network takes {c}")));
+            return Err(format_error(
+                files.display(rel),
+                format!("images have 1 or 3 channels, the network takes {c}"),
+            ));
         }
     }
     Ok(())

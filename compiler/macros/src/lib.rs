@@ -135,7 +135,10 @@ fn from_file(input: TokenStream, manifest_dir: &std::path::Path) -> TokenStream 
     let text = match std::fs::read_to_string(&full) {
         Ok(t) => t,
         Err(e) => {
-            return error(path_span, &format!("cannot read {} (relative to {}): {e}", relative, manifest_dir.display()));
+            return error(
+                path_span,
+                &format!("cannot read {} (relative to {}): {e}", relative, manifest_dir.display()),
+            );
         }
     };
     let id = compilation.add_source(relative.clone(), text);
