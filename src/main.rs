@@ -58,6 +58,9 @@ enum Command {
     /// Evaluate trained weights on the test split: top-1/top-5 accuracy and loss.
     #[cfg(feature = "train")]
     Eval(Box<train::EvalArgs>),
+    /// Lesion study (Veit et al. 2016): test accuracy with each residual unit's branch removed.
+    #[cfg(feature = "train")]
+    Lesion(Box<train::LesionArgs>),
     /// Measure training or inference throughput (median img/s over timed steps, peak RSS).
     #[cfg(feature = "train")]
     Bench(Box<train::BenchArgs>),
@@ -171,6 +174,8 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
         Command::Train(args) => train::train(*args),
         #[cfg(feature = "train")]
         Command::Eval(args) => train::eval(*args),
+        #[cfg(feature = "train")]
+        Command::Lesion(args) => train::lesion(*args),
         #[cfg(feature = "train")]
         Command::Bench(args) => train::bench(*args),
     }

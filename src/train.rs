@@ -84,6 +84,40 @@ pub(crate) struct EvalArgs {
 }
 
 #[derive(clap::Args)]
+pub(crate) struct LesionArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// The trained weights (a .bpk written by `resnetc train`).
+    #[arg(long)]
+    weights: PathBuf,
+    /// The dataset, as for `train`; the test split is scored.
+    #[arg(long)]
+    data: PathBuf,
+    /// The recipe whose normalisation to use (default as for `eval`).
+    #[arg(long)]
+    recipe: Option<PathBuf>,
+    /// Also remove each two adjacent residual units together.
+    #[arg(long)]
+    pairs: bool,
+    /// Write the plot (test error against the removed unit) to this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    #[arg(long, value_enum, default_value = "table")]
+    format: LesionFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LesionFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(clap::Args)]
 pub(crate) struct BenchArgs {
     #[command(flatten)]
     spec: SpecArgs,
@@ -230,16 +264,33 @@ pub(crate) fn train(args: TrainArgs) -> Result<(), ExitCode> {
     }
 }
 
-pub(crate) fn eval(args: EvalArgs) -> Result<(), ExitCode> {
-    let (devices, _) = resnetc_runtime::device::parse(&args.device).map_err(error)?;
+/// A trained network ready to score: what `eval` and `lesion` share.
+struct Scoring {
+    network: Network,
+    dataset: Dataset,
+    model: DynNet,
+    augment: Augment,
+    device: burn::tensor::Device,
+}
+
+/// Check the spec, load the data and the weights, and pick the normalisation: `--recipe`, else
+/// the recipe.yaml `train` wrote beside the weights (or one folder up), else the training split's.
+fn scoring(
+    spec: &SpecArgs,
+    weights: &Path,
+    data: &Path,
+    recipe: Option<&Path>,
+    device: &str,
+) -> Result<Scoring, ExitCode> {
+    let (devices, _) = resnetc_runtime::device::parse(device).map_err(error)?;
     let device = devices.into_iter().next().expect("parse returns at least one device");
-    let (network, dataset) = network_and_data(&args.spec, &args.data)?;
-    let beside = [args.weights.parent(), args.weights.parent().and_then(Path::parent)]
+    let (network, dataset) = network_and_data(spec, data)?;
+    let beside = [weights.parent(), weights.parent().and_then(Path::parent)]
         .into_iter()
         .flatten()
         .map(|d| d.join("recipe.yaml"))
         .find(|p| p.exists());
-    let normalize = match args.recipe.as_ref().or(beside.as_ref()) {
+    let normalize = match recipe.or(beside.as_deref()) {
         Some(path) => Recipe::load(path).map_err(error)?.normalize,
         None => None,
     };
@@ -256,9 +307,15 @@ pub(crate) fn eval(args: EvalArgs) -> Result<(), ExitCode> {
     }
     use burn::module::Module;
     let model = DynNet::new(&network, &device)
-        .try_load_file(&args.weights)
-        .map_err(|e| error(format!("{}: cannot load into {}: {e}", args.weights.display(), network.name)))?;
+        .try_load_file(weights)
+        .map_err(|e| error(format!("{}: cannot load into {}: {e}", weights.display(), network.name)))?;
     let augment = Augment { mean, std, pad: 0, flip: false };
+    Ok(Scoring { network, dataset, model, augment, device })
+}
+
+pub(crate) fn eval(args: EvalArgs) -> Result<(), ExitCode> {
+    let Scoring { network, dataset, model, augment, device } =
+        scoring(&args.spec, &args.weights, &args.data, args.recipe.as_deref(), &args.device)?;
     let result = runtime::evaluate(&model, &dataset.test, &augment, args.batch_size, &device).map_err(error)?;
     match args.format {
         Format::Json => println!(
@@ -319,6 +376,34 @@ pub(crate) fn bench(args: BenchArgs) -> Result<(), ExitCode> {
             );
             println!("  peak RSS           {rss:>10}");
         }
+    }
+    Ok(())
+}
+
+pub(crate) fn lesion(args: LesionArgs) -> Result<(), ExitCode> {
+    let Scoring { network, dataset, model, augment, device } =
+        scoring(&args.spec, &args.weights, &args.data, args.recipe.as_deref(), &args.device)?;
+    let progress = |what: &str| eprintln!("evaluating: {what}");
+    let report = resnetc_runtime::lesion::study(
+        &network.name,
+        &model,
+        &dataset.test,
+        &augment,
+        args.batch_size,
+        &device,
+        args.pairs,
+        progress,
+    )
+    .map_err(error)?;
+    if let Some(path) = &args.plot {
+        let svg = report.plot().map_err(error)?;
+        resnetc_runtime::report::write_atomic(path, svg.as_bytes())
+            .map_err(|e| error(format!("cannot write {}: {e}", path.display())))?;
+    }
+    match args.format {
+        LesionFormat::Table => print!("{}", report.table()),
+        LesionFormat::Csv => print!("{}", report.csv().map_err(error)?),
+        LesionFormat::Json => println!("{}", serde_json::to_string_pretty(&report).expect("JSON of numbers")),
     }
     Ok(())
 }

@@ -82,6 +82,41 @@ fn train_then_eval_agree() {
     let table = text(&resnetc(&["eval", spec, "--set", "classes=100", "--weights", &weights, "--data", data]).stdout);
     assert!(table.contains("top-1 accuracy") && table.contains("top-5 accuracy"), "{table}");
 
+    // The lesion study: the intact row is eval's result; the one residual unit removed.
+    let plot = dir.join("lesion.svg");
+    let lesion = resnetc(&[
+        "lesion",
+        spec,
+        "--set",
+        "classes=100",
+        "--weights",
+        &weights,
+        "--data",
+        data,
+        "--pairs",
+        "--format",
+        "json",
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    assert_eq!(lesion.status.code(), Some(0), "{}", text(&lesion.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&lesion.stdout).unwrap();
+    assert_eq!(report["intact"]["top1"], scores["top1"]);
+    assert_eq!(report["intact"]["loss"], scores["loss"]);
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "one unit, no adjacent pair: {report}");
+    assert_eq!(rows[0]["removed"], serde_json::json!(["stage1.0"]));
+    assert_eq!(rows[0]["images"], 12);
+    assert_ne!(rows[0]["loss"], scores["loss"], "removing the branch changes the network");
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("test error"), "{svg}");
+    let csv =
+        resnetc(&["lesion", spec, "--set", "classes=100", "--weights", &weights, "--data", data, "--format", "csv"]);
+    let csv = text(&csv.stdout);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "removed,positions,top1,top5,loss,images");
+    assert!(lines[1].starts_with(",,") && lines[2].starts_with("stage1.0,1,") && lines.len() == 3, "{csv}");
+
     // The weights of another network are refused with the file's name.
     let wrong =
         resnetc(&["eval", "specs/resnet-20.net", "--set", "classes=100", "--weights", &weights, "--data", data]);

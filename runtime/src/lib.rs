@@ -9,11 +9,13 @@
 //! - [`train`]: training on burn-train (`resnetc train`) and test-split evaluation (`resnetc eval`);
 //! - [`report`]: the run folder's `metrics.csv`, `curves.svg` and `summary.json`;
 //! - [`device`]: `--device` values, GPU backends behind cargo features;
-//! - [`bench`]: training and inference throughput (`resnetc bench`).
+//! - [`bench`]: training and inference throughput (`resnetc bench`);
+//! - [`lesion`]: the lesion study of Veit et al. 2016 (`resnetc lesion`).
 
 pub mod bench;
 pub mod data;
 pub mod device;
+pub mod lesion;
 pub mod model;
 pub mod recipe;
 pub mod report;

@@ -51,6 +51,11 @@ enum Op {
     Combine {
         combinator: Option<Combinator>,
         arms: Vec<Vec<Op>>,
+        /// In a residual unit (two arms added), the residual branch: the arm with more MACs
+        /// (the other is the identity or a projection shortcut).
+        residual: Option<usize>,
+        /// The residual branch is removed (lesion study): only the shortcut runs.
+        lesioned: bool,
     },
 }
 
@@ -121,6 +126,38 @@ impl DynNet {
     pub fn tensor_paths(&self) -> Vec<(String, Vec<usize>)> {
         tensor_paths(self)
     }
+
+    /// The residual units in forward order, by module path (`stage1.0`): blocks whose body
+    /// adds a residual branch to a shortcut (see [`DynNet::lesion`]).
+    pub fn residual_blocks(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        self.root.residual_blocks("", &mut out);
+        out
+    }
+
+    /// This network with the residual branch of each named unit removed — its shortcut kept —
+    /// as in Veit et al. (2016)'s lesion study. The weights are shared, not copied. Names not in
+    /// [`DynNet::residual_blocks`] are an error.
+    pub fn lesion(&self, blocks: &[&str]) -> Result<DynNet, String> {
+        let mut net = self.clone();
+        for name in blocks {
+            if !net.root.lesion(name) {
+                return Err(format!("{name} is not a residual block (have: {})", self.residual_blocks().join(", ")));
+            }
+        }
+        Ok(net)
+    }
+}
+
+/// The residual arm of a combination: two arms added, the one with more MACs. Equal MACs (two
+/// identical branches) mark no residual unit.
+fn residual_arm(combinator: Option<Combinator>, arms: &[Vec<Node>]) -> Option<usize> {
+    if combinator != Some(Combinator::Add) || arms.len() != 2 {
+        return None;
+    }
+    let macs = |arm: &[Node]| arm.iter().map(|n| n.macs).sum::<u64>();
+    let (a, b) = (macs(&arms[0]), macs(&arms[1]));
+    (a != b).then_some(if a > b { 0 } else { 1 })
 }
 
 /// Names and shapes of every tensor a module records, sorted: compare two modules' layouts.
@@ -166,6 +203,62 @@ fn leaf(name: &str) -> String {
 }
 
 impl DynBlock {
+    /// Does this block's own body (not its sub-blocks) hold a residual unit?
+    fn is_residual(&self) -> bool {
+        self.ops.iter().any(|op| matches!(op, Op::Combine { residual: Some(_), .. }))
+    }
+
+    fn residual_blocks(&self, prefix: &str, out: &mut Vec<String>) {
+        for (name, field) in &self.fields {
+            let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
+            match field {
+                Field::Block(b) => {
+                    if b.is_residual() {
+                        out.push(path.clone());
+                    }
+                    b.residual_blocks(&path, out);
+                }
+                Field::Stage(blocks) => {
+                    for (i, b) in blocks.iter().enumerate() {
+                        let path = format!("{path}.{i}");
+                        if b.is_residual() {
+                            out.push(path.clone());
+                        }
+                        b.residual_blocks(&path, out);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Mark the residual units of the block at `path` (relative to this block) lesioned.
+    fn lesion(&mut self, path: &str) -> bool {
+        let (head, rest) = path.split_once('.').map_or((path, None), |(h, r)| (h, Some(r)));
+        let Some((_, field)) = self.fields.iter_mut().find(|(name, _)| name == head) else { return false };
+        let target = match (field, rest) {
+            (Field::Block(b), None) => b,
+            (Field::Block(b), Some(rest)) => return b.lesion(rest),
+            (Field::Stage(blocks), Some(rest)) => {
+                let (index, rest) = rest.split_once('.').map_or((rest, None), |(h, r)| (h, Some(r)));
+                let Some(b) = index.parse::<usize>().ok().and_then(|i| blocks.get_mut(i)) else { return false };
+                match rest {
+                    None => b,
+                    Some(rest) => return b.lesion(rest),
+                }
+            }
+            _ => return false,
+        };
+        let mut found = false;
+        for op in &mut target.ops {
+            if let Op::Combine { residual: Some(_), lesioned, .. } = op {
+                *lesioned = true;
+                found = true;
+            }
+        }
+        found
+    }
+
     fn build(body: &[Node], device: &Device) -> Self {
         let mut block = DynBlock { fields: Vec::new(), ops: Vec::new() };
         block.ops = block.build_ops(body, device);
@@ -238,8 +331,9 @@ impl DynBlock {
                     self.field(&node.name, Field::Stage(children))
                 }
                 NodeKind::Combine { combinator, arms } => {
+                    let residual = residual_arm(*combinator, arms);
                     let arms = arms.iter().map(|arm| self.build_ops(arm, device)).collect();
-                    Op::Combine { combinator: *combinator, arms }
+                    Op::Combine { combinator: *combinator, arms, residual, lesioned: false }
                 }
             };
             ops.push(op);
@@ -293,7 +387,12 @@ impl DynBlock {
                         t.pad([(0, 0), (*before, *after), (0, 0), (0, 0)], burn::tensor::ops::PadMode::Constant(0.0)),
                     )
                 }
-                Op::Combine { combinator, arms } => {
+                Op::Combine { arms, residual: Some(r), lesioned: true, .. } => {
+                    // Lesioned residual unit: the shortcut alone.
+                    let shortcut = &arms[1 - *r];
+                    self.run(shortcut, x)
+                }
+                Op::Combine { combinator, arms, .. } => {
                     let flat = matches!(x, Act::Flat(_));
                     let input = x;
                     let mut outs: Vec<Act> = Vec::with_capacity(arms.len());

@@ -66,3 +66,68 @@ same_network!(language_tour, "tests/cases/language-tour.net", generated::case_la
 same_network!(flat_head, "tests/cases/flat-head.net", generated::case_flat_head::FlatHead);
 same_network!(mission_line, "tests/cases/mission-line.net", generated::case_mission_line::Mission);
 same_network!(untaken_branch, "tests/cases/untaken-branch.net", generated::case_untaken_branch::Untaken);
+
+/// Zeroes the float tensors at the given module paths (`stage1.1.bn2.gamma`).
+struct Zero {
+    path: Vec<String>,
+    targets: Vec<&'static str>,
+    hits: usize,
+}
+
+impl burn::module::ModuleMapper for Zero {
+    fn enter_module(&mut self, name: &str, _container: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container: &str) {
+        self.path.pop();
+    }
+    fn map_float<const D: usize>(&mut self, param: burn::module::Param<Tensor<D>>) -> burn::module::Param<Tensor<D>> {
+        if self.targets.contains(&self.path.join(".").as_str()) {
+            self.hits += 1;
+            param.map(|t| t.zeros_like())
+        } else {
+            param
+        }
+    }
+}
+
+#[test]
+fn residual_units_are_found_in_forward_order() {
+    let device = Device::flex();
+    let blocks = |path| DynNet::new(&network(path), &device).residual_blocks();
+    let names = |stages: usize, n: usize| -> Vec<String> {
+        (1..=stages).flat_map(|s| (0..n).map(move |i| format!("stage{s}.{i}"))).collect()
+    };
+    assert_eq!(blocks("specs/resnet-20.net"), names(3, 3));
+    assert_eq!(blocks("specs/resnet-20-a.net"), names(3, 3), "option-A shortcuts (pad) are shortcuts too");
+    assert_eq!(blocks("specs/preresnet-110.net").len(), 54);
+    assert_eq!(blocks("specs/wrn-16-4.net"), names(3, 2));
+    assert!(blocks("specs/densenet-40-12.net").is_empty(), "concatenation is not a residual unit");
+}
+
+#[test]
+fn a_lesion_removes_the_residual_branch_and_keeps_the_shortcut() {
+    let device = Device::flex();
+    let net = network("specs/resnet-20.net");
+    // Zero the last BN's scale of stage1.1's residual branch: in eval mode the branch then adds
+    // exactly beta = 0, so the intact network computes what the lesioned one does.
+    let mut zero = Zero { path: Vec::new(), targets: vec!["stage1.1.bn2.gamma"], hits: 0 };
+    let model = DynNet::new(&net, &device).map(&mut zero).valid();
+    assert_eq!(zero.hits, 1);
+    let x = Tensor::<4>::random([2, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+    let intact = model.forward(x.clone());
+    let lesioned = model.lesion(&["stage1.1"]).unwrap().forward(x.clone());
+    assert!(max_diff(&intact, &lesioned) < 1e-5, "{}", max_diff(&intact, &lesioned));
+
+    // Any other unit's branch does contribute; removing it changes the output, and lesions
+    // leave the original network intact.
+    let other = model.lesion(&["stage2.0"]).unwrap().forward(x.clone());
+    assert!(max_diff(&intact, &other) > 1e-3);
+    let both = model.lesion(&["stage1.1", "stage2.0"]).unwrap().forward(x.clone());
+    assert!(max_diff(&other, &both) < 1e-5);
+    assert!(max_diff(&intact, &model.forward(x)) < 1e-6);
+
+    let e = model.lesion(&["stage4.0"]).unwrap_err();
+    assert!(e.contains("stage4.0 is not a residual block") && e.contains("stage3.2"), "{e}");
+    assert!(model.lesion(&["stage1"]).is_err() && model.lesion(&["conv1"]).is_err());
+}
