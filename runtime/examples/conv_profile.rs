@@ -1,6 +1,6 @@
 //! Where a ResNet training step spends its time on the CPU: the three convolutions of every
 //! 3×3 layer shape of a CIFAR ResNet (forward, input gradient, weight gradient — computed the
-//! way Burn's autodiff does: `conv_transpose2d`, and `conv2d` over batch-swapped tensors), next
+//! way Burn's autodiff does: `conv_transpose2d`, and the backend's weight backward), next
 //! to one plain GEMM of the same FLOPs (the im2col formulation), all on the flex backend.
 //!
 //! `cargo run --release -p resnetc-runtime --example conv_profile [-- BATCH]`
@@ -49,15 +49,23 @@ fn main() {
         let transpose = ConvTransposeOptions::new([stride, stride], [1, 1], [pad_out, pad_out], [1, 1], 1);
         let input_grad =
             median_seconds(|| drop(conv_transpose2d(g.clone(), w.clone(), None, transpose.clone())), &device);
-        let weight_grad = median_seconds(
+        // The weight gradient as autodiff computes it (the backend's conv2d_weight_backward):
+        // forward + backward with only the weight tracked, less the forward.
+        let ad = device.clone().autodiff();
+        let xa = Tensor::<4>::random([n, cin, size, size], Distribution::Normal(0.0, 1.0), &ad);
+        let ga = Tensor::<4>::random([n, cout, out, out], Distribution::Normal(0.0, 1.0), &ad);
+        let wa = Tensor::<4>::random([cout, cin, 3, 3], Distribution::Normal(0.0, 1.0), &ad).require_grad();
+        let both = median_seconds(
             || {
-                let xs = x.clone().swap_dims(0, 1);
-                let gs = g.clone().swap_dims(0, 1);
-                let wg = conv2d(xs, gs, None, ConvOptions::new([1, 1], [1, 1], [stride, stride], 1));
-                drop(wg.swap_dims(0, 1).slice([0..cout, 0..cin, 0..3, 0..3]));
+                let y = conv2d(xa.clone(), wa.clone(), None, options.clone());
+                let mut grads = (y * ga.clone()).sum().backward();
+                drop(wa.grad_remove(&mut grads));
             },
-            &device,
+            &ad,
         );
+        let forward_ad =
+            median_seconds(|| drop((conv2d(xa.clone(), wa.clone(), None, options.clone()) * ga.clone()).sum()), &ad);
+        let weight_grad = (both - forward_ad).max(1e-9);
         let a = Tensor::<2>::random([n * out * out, cin * 9], Distribution::Normal(0.0, 1.0), &device);
         let b = Tensor::<2>::random([cin * 9, cout], Distribution::Normal(0.0, 1.0), &device);
         let gemm = median_seconds(|| drop(a.clone().matmul(b.clone())), &device);
