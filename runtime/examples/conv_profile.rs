@@ -1,14 +1,14 @@
 //! Where a ResNet training step spends its time on the CPU: the three convolutions of every
 //! 3×3 layer shape of a CIFAR ResNet (forward, input gradient, weight gradient — computed the
-//! way Burn's autodiff does: `conv_transpose2d`, and the backend's weight backward), next
+//! way Burn's autodiff does: the backend's `conv2d_x_backward` and `conv2d_weight_backward`), next
 //! to one plain GEMM of the same FLOPs (the im2col formulation), all on the flex backend.
 //!
 //! `cargo run --release -p resnetc-runtime --example conv_profile [-- BATCH]`
 //!
 //! Median of 5 timed runs after 1 warm-up; GFLOP/s counts 2 FLOPs per multiply-add.
 
-use burn::tensor::module::{conv_transpose2d, conv2d};
-use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Distribution, Tensor};
 use std::time::Instant;
 
@@ -42,13 +42,8 @@ fn main() {
         let flops = 2.0 * (n * out * out * cout * cin * 9) as f64;
         let x = Tensor::<4>::random([n, cin, size, size], Distribution::Normal(0.0, 1.0), &device);
         let w = Tensor::<4>::random([cout, cin, 3, 3], Distribution::Normal(0.0, 1.0), &device);
-        let g = Tensor::<4>::random([n, cout, out, out], Distribution::Normal(0.0, 1.0), &device);
         let options = ConvOptions::new([stride, stride], [1, 1], [1, 1], 1);
         let forward = median_seconds(|| drop(conv2d(x.clone(), w.clone(), None, options.clone())), &device);
-        let pad_out = (size + 2 - 3) % stride;
-        let transpose = ConvTransposeOptions::new([stride, stride], [1, 1], [pad_out, pad_out], [1, 1], 1);
-        let input_grad =
-            median_seconds(|| drop(conv_transpose2d(g.clone(), w.clone(), None, transpose.clone())), &device);
         // The weight gradient as autodiff computes it (the backend's conv2d_weight_backward):
         // forward + backward with only the weight tracked, less the forward.
         let ad = device.clone().autodiff();
@@ -66,6 +61,17 @@ fn main() {
         let forward_ad =
             median_seconds(|| drop((conv2d(xa.clone(), wa.clone(), None, options.clone()) * ga.clone()).sum()), &ad);
         let weight_grad = (both - forward_ad).max(1e-9);
+        // The input gradient likewise (the backend's conv2d_x_backward), only the input tracked.
+        let (xt, wt) = (xa.clone().require_grad(), wa.clone().detach());
+        let both = median_seconds(
+            || {
+                let y = conv2d(xt.clone(), wt.clone(), None, options.clone());
+                let mut grads = (y * ga.clone()).sum().backward();
+                drop(xt.grad_remove(&mut grads));
+            },
+            &ad,
+        );
+        let input_grad = (both - forward_ad).max(1e-9);
         let a = Tensor::<2>::random([n * out * out, cin * 9], Distribution::Normal(0.0, 1.0), &device);
         let b = Tensor::<2>::random([cin * 9, cout], Distribution::Normal(0.0, 1.0), &device);
         let gemm = median_seconds(|| drop(a.clone().matmul(b.clone())), &device);

@@ -9,7 +9,8 @@ use burn_backend::{
     ops::{
         AttentionModuleOptions, BatchNormTrain, BatchNormTrainBackward, ConvOptions, ConvTransposeOptions, DeformConv2dBackward,
         DeformConvOptions, FloatTensorOps, IntTensorOps, InterpolateMode, InterpolateOptions,
-        MaxPool2dBackward, MaxPool2dWithIndices, ModuleOps, conv::pad_asymmetric_conv_input,
+        MaxPool2dBackward, MaxPool2dWithIndices, ModuleOps,
+        conv::{calculate_padding_out, pad_asymmetric_conv_input},
     },
     tensor::{BoolTensor, FloatTensor, IntTensor},
 };
@@ -65,14 +66,58 @@ impl ModuleOps<Flex> for Flex {
         BatchNormTrain::new(output, mean, variance)
     }
 
-    // resnetc patch: im2col + GEMM weight gradient (see ops/conv_weight_grad.rs).
+    // resnetc patch: the input gradient of a stride-1 convolution as a forward convolution of
+    // the output gradient with the flipped, transposed kernel (im2col + GEMM, see
+    // ops/conv_gemm.rs); strided ones as Burn's default (a transposed convolution), or by GEMM +
+    // col2im where the padding is asymmetric.
+    fn conv2d_x_backward(
+        x: FloatTensor<Flex>,
+        weight: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Flex> {
+        let w_shape = weight.shape().to_vec();
+        let x_shape = x.shape().to_vec();
+        let [kh, kw] = [w_shape[2], w_shape[3]];
+        let [dh, dw] = options.dilation;
+        let (begin, end) = (options.padding_begin(), options.padding_end());
+        let reach = [dh * (kh - 1), dw * (kw - 1)];
+        if options.stride == [1, 1] && (0..2).all(|i| begin[i] <= reach[i] && end[i] <= reach[i]) {
+            // [G·Cog, Cg, kh, kw] → flipped, [G·Cg, Cog, kh, kw].
+            let groups = options.groups;
+            let (cog, cg) = (w_shape[0] / groups, w_shape[1]);
+            let flipped = Self::float_flip(weight, &[2, 3]);
+            let grouped = Self::float_reshape(flipped, Shape::new([groups, cog, cg, kh, kw]));
+            let swapped = Self::float_swap_dims(grouped, 1, 2);
+            let kernel = Self::float_reshape(swapped, Shape::new([groups * cg, cog, kh, kw]));
+            let padding = [(reach[0] - begin[0], reach[0] - end[0]), (reach[1] - begin[1], reach[1] - end[1])];
+            let transposed = ConvOptions::new_with_padding([1, 1], padding, options.dilation, groups);
+            return Self::conv2d(output_grad, kernel, None, transposed);
+        }
+        if !options.is_asymmetric() {
+            let g_shape = output_grad.shape().to_vec();
+            let padding_out = [
+                calculate_padding_out(kh, options.stride[0], begin[0], dh, x_shape[2], g_shape[2]),
+                calculate_padding_out(kw, options.stride[1], begin[1], dw, x_shape[3], g_shape[3]),
+            ];
+            return Self::conv_transpose2d(
+                output_grad,
+                weight,
+                None,
+                ConvTransposeOptions::new(options.stride, begin, padding_out, options.dilation, options.groups),
+            );
+        }
+        crate::ops::conv_gemm::conv2d_x_backward(x, weight, output_grad, &options)
+    }
+
+    // resnetc patch: im2col + GEMM weight gradient (see ops/conv_gemm.rs).
     fn conv2d_weight_backward(
         x: FloatTensor<Flex>,
         weight: FloatTensor<Flex>,
         output_grad: FloatTensor<Flex>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
-        crate::ops::conv_weight_grad::conv2d_weight_backward(x, weight, output_grad, &options)
+        crate::ops::conv_gemm::conv2d_weight_backward(x, weight, output_grad, &options)
     }
 
     fn batch_norm_train_backward(
@@ -110,6 +155,10 @@ impl ModuleOps<Flex> for Flex {
         bias: Option<FloatTensor<Flex>>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
+        // resnetc patch: im2col + GEMM on NCHW where it applies (see ops/conv_gemm.rs).
+        if let Some(out) = crate::ops::conv_gemm::conv2d_forward(&x, &weight, bias.as_ref(), &options) {
+            return out;
+        }
         let (x, options) = pad_asymmetric_conv_input::<Flex, 2>(x, options);
         match x.dtype() {
             DType::F32 => conv::conv2d_f32(x, weight, bias, &options),
