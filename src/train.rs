@@ -61,14 +61,15 @@ enum ProgressArg {
     Plain,
 }
 
+/// What `eval` and `lesion` score: a spec, its trained weights, the data.
 #[derive(clap::Args)]
-pub(crate) struct EvalArgs {
+pub(crate) struct ScoreArgs {
     #[command(flatten)]
     spec: SpecArgs,
-    /// Weights to evaluate (a .bpk written by `resnetc train`, or by `Module::save_file`).
+    /// Weights to score (a .bpk written by `resnetc train`, or by `Module::save_file`).
     #[arg(long)]
     weights: PathBuf,
-    /// The dataset, as for `train`.
+    /// The dataset, as for `train`; its test split is scored.
     #[arg(long)]
     data: PathBuf,
     /// The recipe whose normalisation to use (default: recipe.yaml beside the weights or one
@@ -79,6 +80,12 @@ pub(crate) struct EvalArgs {
     batch_size: usize,
     #[arg(long, default_value = "cpu")]
     device: String,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct EvalArgs {
+    #[command(flatten)]
+    score: ScoreArgs,
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
 }
@@ -86,26 +93,13 @@ pub(crate) struct EvalArgs {
 #[derive(clap::Args)]
 pub(crate) struct LesionArgs {
     #[command(flatten)]
-    spec: SpecArgs,
-    /// The trained weights (a .bpk written by `resnetc train`).
-    #[arg(long)]
-    weights: PathBuf,
-    /// The dataset, as for `train`; the test split is scored.
-    #[arg(long)]
-    data: PathBuf,
-    /// The recipe whose normalisation to use (default as for `eval`).
-    #[arg(long)]
-    recipe: Option<PathBuf>,
+    score: ScoreArgs,
     /// Also remove each two adjacent residual units together.
     #[arg(long)]
     pairs: bool,
     /// Write the plot (test error against the removed unit) to this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
-    #[arg(long, default_value_t = 256)]
-    batch_size: usize,
-    #[arg(long, default_value = "cpu")]
-    device: String,
     #[arg(long, value_enum, default_value = "table")]
     format: LesionFormat,
 }
@@ -275,13 +269,8 @@ struct Scoring {
 
 /// Check the spec, load the data and the weights, and pick the normalisation: `--recipe`, else
 /// the recipe.yaml `train` wrote beside the weights (or one folder up), else the training split's.
-fn scoring(
-    spec: &SpecArgs,
-    weights: &Path,
-    data: &Path,
-    recipe: Option<&Path>,
-    device: &str,
-) -> Result<Scoring, ExitCode> {
+fn scoring(args: &ScoreArgs) -> Result<Scoring, ExitCode> {
+    let ScoreArgs { spec, weights, data, recipe, device, .. } = args;
     let (devices, _) = resnetc_runtime::device::parse(device).map_err(error)?;
     let device = devices.into_iter().next().expect("parse returns at least one device");
     let (network, dataset) = network_and_data(spec, data)?;
@@ -290,7 +279,7 @@ fn scoring(
         .flatten()
         .map(|d| d.join("recipe.yaml"))
         .find(|p| p.exists());
-    let normalize = match recipe.or(beside.as_deref()) {
+    let normalize = match recipe.as_deref().or(beside.as_deref()) {
         Some(path) => Recipe::load(path).map_err(error)?.normalize,
         None => None,
     };
@@ -314,16 +303,15 @@ fn scoring(
 }
 
 pub(crate) fn eval(args: EvalArgs) -> Result<(), ExitCode> {
-    let Scoring { network, dataset, model, augment, device } =
-        scoring(&args.spec, &args.weights, &args.data, args.recipe.as_deref(), &args.device)?;
-    let result = runtime::evaluate(&model, &dataset.test, &augment, args.batch_size, &device).map_err(error)?;
+    let Scoring { network, dataset, model, augment, device } = scoring(&args.score)?;
+    let result = runtime::evaluate(&model, &dataset.test, &augment, args.score.batch_size, &device).map_err(error)?;
     match args.format {
         Format::Json => println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
-                "spec": args.spec.spec.display().to_string(),
+                "spec": args.score.spec.spec.display().to_string(),
                 "network": network.name,
-                "weights": args.weights.display().to_string(),
+                "weights": args.score.weights.display().to_string(),
                 "images": result.images,
                 "top1": result.top1,
                 "top5": result.top5,
@@ -332,7 +320,7 @@ pub(crate) fn eval(args: EvalArgs) -> Result<(), ExitCode> {
             .expect("JSON of numbers")
         ),
         Format::Table => {
-            println!("{} on {} test images ({})", network.name, result.images, args.weights.display());
+            println!("{} on {} test images ({})", network.name, result.images, args.score.weights.display());
             println!("  top-1 accuracy  {:>7.2}%", result.top1 * 100.0);
             println!("  top-5 accuracy  {:>7.2}%", result.top5 * 100.0);
             println!("  loss            {:>8.4}", result.loss);
@@ -381,15 +369,14 @@ pub(crate) fn bench(args: BenchArgs) -> Result<(), ExitCode> {
 }
 
 pub(crate) fn lesion(args: LesionArgs) -> Result<(), ExitCode> {
-    let Scoring { network, dataset, model, augment, device } =
-        scoring(&args.spec, &args.weights, &args.data, args.recipe.as_deref(), &args.device)?;
+    let Scoring { network, dataset, model, augment, device } = scoring(&args.score)?;
     let progress = |what: &str| eprintln!("evaluating: {what}");
     let report = resnetc_runtime::lesion::study(
         &network.name,
         &model,
         &dataset.test,
         &augment,
-        args.batch_size,
+        args.score.batch_size,
         &device,
         args.pairs,
         progress,
