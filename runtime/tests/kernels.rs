@@ -84,47 +84,60 @@ fn fused_batch_norm_matches_the_composed_formula() {
     }
 }
 
-/// `dW[co, ci, i, j] = Σ_b,y,x dY[b, co, y, x] · X[b, g·cg + ci, y·s - p + i·d, x·s - p + j·d]`.
-fn direct_weight_grad(
-    x: &Tensor<4>,
-    dy: &Tensor<4>,
-    w_shape: [usize; 4],
+/// A convolution's geometry, square kernels and images.
+#[derive(Clone, Copy)]
+struct Conv {
+    n: usize,
+    c_in: usize,
+    size: usize,
+    c_out: usize,
+    k: usize,
     stride: usize,
     pad: usize,
     dilation: usize,
     groups: usize,
-) -> Vec<f64> {
-    let [n, c_in, h, w] = x.dims();
-    let [_, c_out, oh, ow] = dy.dims();
-    let (xs, gs) = (values(x), values(dy));
-    let [_, cg, kh, kw] = w_shape;
-    let co_g = c_out / groups;
-    let mut out = vec![0.0f64; c_out * cg * kh * kw];
-    for co in 0..c_out {
-        let g = co / co_g;
-        for ci in 0..cg {
-            for i in 0..kh {
-                for j in 0..kw {
-                    let mut sum = 0.0f64;
-                    for b in 0..n {
-                        for y in 0..oh {
-                            for xx in 0..ow {
-                                let iy = (y * stride + i * dilation) as isize - pad as isize;
-                                let ix = (xx * stride + j * dilation) as isize - pad as isize;
-                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                                    continue;
+}
+
+impl Conv {
+    fn out(&self) -> usize {
+        (self.size + 2 * self.pad - self.dilation * (self.k - 1) - 1) / self.stride + 1
+    }
+
+    /// Every multiply of the direct convolution, as flat NCHW indices `(x, w, y)`:
+    /// `y[b, co, oy, ox] += W[co, ci, i, j] · X[b, g·cg + ci, oy·s - p + i·d, ox·s - p + j·d]`.
+    fn taps(&self, mut f: impl FnMut(usize, usize, usize)) {
+        let (o, cg, co_g) = (self.out(), self.c_in / self.groups, self.c_out / self.groups);
+        for b in 0..self.n {
+            for co in 0..self.c_out {
+                let g = co / co_g;
+                for oy in 0..o {
+                    for ox in 0..o {
+                        let y = ((b * self.c_out + co) * o + oy) * o + ox;
+                        for ci in 0..cg {
+                            for i in 0..self.k {
+                                for j in 0..self.k {
+                                    let iy = (oy * self.stride + i * self.dilation) as isize - self.pad as isize;
+                                    let ix = (ox * self.stride + j * self.dilation) as isize - self.pad as isize;
+                                    let inside = 0..self.size as isize;
+                                    if !inside.contains(&iy) || !inside.contains(&ix) {
+                                        continue;
+                                    }
+                                    let x = ((b * self.c_in + g * cg + ci) * self.size + iy as usize) * self.size
+                                        + ix as usize;
+                                    f(x, ((co * cg + ci) * self.k + i) * self.k + j, y);
                                 }
-                                let xv = xs[((b * c_in + g * cg + ci) * h + iy as usize) * w + ix as usize];
-                                sum += f64::from(gs[((b * c_out + co) * oh + y) * ow + xx]) * f64::from(xv);
                             }
                         }
                     }
-                    out[((co * cg + ci) * kh + i) * kw + j] = sum;
                 }
             }
         }
     }
-    out
+}
+
+fn to_tensor(v: &[f64], dims: [usize; 4]) -> Tensor<4> {
+    let data = burn::tensor::TensorData::new(v.iter().map(|&x| x as f32).collect::<Vec<f32>>(), dims);
+    Tensor::<4>::from_data(data, &Device::flex())
 }
 
 #[test]
@@ -142,6 +155,7 @@ fn gemm_weight_gradient_matches_the_direct_sum() {
         (1, 2, 3, 4, 3, 3, 0, 1, 1),
     ];
     for (n, c_in, c_out, size, k, stride, pad, dilation, groups) in cases {
+        let conv = Conv { n, c_in, size, c_out, k, stride, pad, dilation, groups };
         let x = Tensor::<4>::random([n, c_in, size, size], Distribution::Normal(0.0, 1.0), &device);
         let w =
             Tensor::<4>::random([c_out, c_in / groups, k, k], Distribution::Normal(0.0, 1.0), &device).require_grad();
@@ -150,70 +164,22 @@ fn gemm_weight_gradient_matches_the_direct_sum() {
         let dy = Tensor::<4>::random(y.dims(), Distribution::Normal(0.0, 1.0), &device);
         let mut grads = (y * dy.clone()).sum().backward();
         let got = w.grad_remove(&mut grads).unwrap();
-        let want = direct_weight_grad(&x, &dy, [c_out, c_in / groups, k, k], stride, pad, dilation, groups);
-        let want = Tensor::<4>::from_data(
-            burn::tensor::TensorData::new(want.iter().map(|&v| v as f32).collect::<Vec<f32>>(), w.dims()),
-            &Device::flex(),
-        );
+        // dW[w] = Σ over the taps using w of dY · X.
+        let (xs, dys) = (values(&x), values(&dy));
+        let mut want = vec![0.0f64; w.dims().iter().product()];
+        conv.taps(|xi, wi, yi| want[wi] += f64::from(dys[yi]) * f64::from(xs[xi]));
         assert_close(
             &format!("weight grad n{n} {c_in}→{c_out} {size}² k{k} s{stride} p{pad} d{dilation} g{groups}"),
             &got,
-            &want,
+            &to_tensor(&want, w.dims()),
         );
     }
-}
-
-/// `y[b, co, oy, ox] = bias[co] + Σ_ci,i,j W[co, ci, i, j] · X[b, g·cg + ci, oy·s - p + i·d, ox·s - p + j·d]`.
-#[allow(clippy::too_many_arguments)]
-fn direct_conv(
-    x: &[f32],
-    xd: [usize; 4],
-    w: &[f32],
-    wd: [usize; 4],
-    bias: Option<&[f32]>,
-    stride: usize,
-    pad: usize,
-    dilation: usize,
-    groups: usize,
-) -> (Vec<f64>, [usize; 4]) {
-    let [n, c_in, h, wi] = xd;
-    let [c_out, cg, kh, kw] = wd;
-    let oh = (h + 2 * pad - dilation * (kh - 1) - 1) / stride + 1;
-    let ow = (wi + 2 * pad - dilation * (kw - 1) - 1) / stride + 1;
-    let co_g = c_out / groups;
-    let mut out = vec![0.0f64; n * c_out * oh * ow];
-    for b in 0..n {
-        for co in 0..c_out {
-            let g = co / co_g;
-            for y in 0..oh {
-                for xx in 0..ow {
-                    let mut sum = bias.map_or(0.0, |bs| f64::from(bs[co]));
-                    for ci in 0..cg {
-                        for i in 0..kh {
-                            for j in 0..kw {
-                                let iy = (y * stride + i * dilation) as isize - pad as isize;
-                                let ix = (xx * stride + j * dilation) as isize - pad as isize;
-                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= wi as isize {
-                                    continue;
-                                }
-                                let xv = x[((b * c_in + g * cg + ci) * h + iy as usize) * wi + ix as usize];
-                                sum += f64::from(w[((co * cg + ci) * kh + i) * kw + j]) * f64::from(xv);
-                            }
-                        }
-                    }
-                    out[((b * c_out + co) * oh + y) * ow + xx] = sum;
-                }
-            }
-        }
-    }
-    (out, [n, c_out, oh, ow])
 }
 
 #[test]
 fn gemm_convolution_and_input_gradient_match_the_direct_sums() {
     let device = Device::flex().autodiff();
     device.seed(9);
-    let plain = Device::flex();
     // (batch, c_in, c_out, size, kernel, stride, padding, dilation, groups, bias)
     let cases = [
         (4, 16, 16, 8, 3, 1, 1, 1, 1, false),
@@ -225,58 +191,33 @@ fn gemm_convolution_and_input_gradient_match_the_direct_sums() {
         (1, 2, 3, 4, 3, 3, 0, 1, 1, false),
         (2, 4, 4, 6, 3, 1, 1, 1, 4, false),
     ];
-    let to_tensor = |v: Vec<f64>, dims: [usize; 4]| {
-        Tensor::<4>::from_data(
-            burn::tensor::TensorData::new(v.iter().map(|&x| x as f32).collect::<Vec<f32>>(), dims),
-            &plain,
-        )
-    };
     for (n, c_in, c_out, size, k, stride, pad, dilation, groups, with_bias) in cases {
+        let conv = Conv { n, c_in, size, c_out, k, stride, pad, dilation, groups };
         let what = format!("n{n} {c_in}→{c_out} {size}² k{k} s{stride} p{pad} d{dilation} g{groups} bias {with_bias}");
         let x = Tensor::<4>::random([n, c_in, size, size], Distribution::Normal(0.0, 1.0), &device).require_grad();
-        let wd = [c_out, c_in / groups, k, k];
-        let w = Tensor::<4>::random(wd, Distribution::Normal(0.0, 1.0), &device);
+        let w = Tensor::<4>::random([c_out, c_in / groups, k, k], Distribution::Normal(0.0, 1.0), &device);
         let bias = with_bias.then(|| Tensor::<1>::random([c_out], Distribution::Normal(0.0, 1.0), &device));
         let options = ConvOptions::new([stride, stride], [pad, pad], [dilation, dilation], groups);
         let y = conv2d(x.clone(), w.clone(), bias.clone(), options);
 
-        let (xv, wv) = (values(&x), values(&w));
-        let bv = bias.as_ref().map(values);
-        let (want, yd) = direct_conv(&xv, x.dims(), &wv, wd, bv.as_deref(), stride, pad, dilation, groups);
-        assert_close(&format!("{what}: output"), &y, &to_tensor(want, yd));
+        // y = bias + Σ over its taps of W · X.
+        let (xs, ws) = (values(&x), values(&w));
+        let o = conv.out();
+        let plane = o * o;
+        let mut want = match bias.as_ref().map(values) {
+            Some(bs) => (0..n * c_out * plane).map(|i| f64::from(bs[i / plane % c_out])).collect(),
+            None => vec![0.0f64; n * c_out * plane],
+        };
+        conv.taps(|xi, wi, yi| want[yi] += f64::from(ws[wi]) * f64::from(xs[xi]));
+        assert_close(&format!("{what}: output"), &y, &to_tensor(&want, [n, c_out, o, o]));
 
-        // dx[b, ci, iy, ix] = Σ over the outputs that read it of dY · W.
+        // dX[x] = Σ over the taps reading x of dY · W.
         let dy = Tensor::<4>::random(y.dims(), Distribution::Normal(0.0, 1.0), &device);
         let mut grads = (y * dy.clone()).sum().backward();
         let got = x.grad_remove(&mut grads).unwrap();
-        let dyv = values(&dy);
-        let [_, _, oh, ow] = yd;
-        let cg = c_in / groups;
-        let co_g = c_out / groups;
+        let dys = values(&dy);
         let mut want = vec![0.0f64; n * c_in * size * size];
-        for b in 0..n {
-            for co in 0..c_out {
-                let g = co / co_g;
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let d = f64::from(dyv[((b * c_out + co) * oh + oy) * ow + ox]);
-                        for ci in 0..cg {
-                            for i in 0..k {
-                                for j in 0..k {
-                                    let iy = (oy * stride + i * dilation) as isize - pad as isize;
-                                    let ix = (ox * stride + j * dilation) as isize - pad as isize;
-                                    if iy < 0 || ix < 0 || iy >= size as isize || ix >= size as isize {
-                                        continue;
-                                    }
-                                    want[((b * c_in + g * cg + ci) * size + iy as usize) * size + ix as usize] +=
-                                        d * f64::from(wv[((co * cg + ci) * k + i) * k + j]);
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        assert_close(&format!("{what}: input grad"), &got, &to_tensor(want, [n, c_in, size, size]));
+        conv.taps(|xi, wi, yi| want[xi] += f64::from(dys[yi]) * f64::from(ws[wi]));
+        assert_close(&format!("{what}: input grad"), &got, &to_tensor(&want, [n, c_in, size, size]));
     }
 }
