@@ -6,15 +6,16 @@ use std::hint::black_box;
 
 fn compile_specs(c: &mut Criterion) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("specs");
-    let mut specs: Vec<_> = std::fs::read_dir(&root)
-        .unwrap()
+    let mut specs: Vec<_> = [root.clone(), root.join("ablations")]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(dir).unwrap())
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "net"))
         .collect();
     specs.sort();
     let mut group = c.benchmark_group("compile");
     for path in specs {
-        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let name = path.strip_prefix(&root).unwrap().with_extension("").to_string_lossy().into_owned();
         let text = std::fs::read_to_string(&path).unwrap();
         group.bench_function(&name, |b| {
             b.iter(|| {

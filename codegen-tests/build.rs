@@ -8,7 +8,7 @@ fn main() {
     let out_dir = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
     let mut index = String::new();
     let mut cases = Vec::new();
-    for (folder, prefix) in [("specs", ""), ("tests/cases", "case_")] {
+    for (folder, prefix) in [("specs", ""), ("specs/ablations", "ablation_"), ("tests/cases", "case_")] {
         let dir = root.join(folder);
         println!("cargo:rerun-if-changed={}", dir.display());
         let mut paths: Vec<_> = std::fs::read_dir(&dir)
@@ -50,7 +50,7 @@ fn main() {
              }}\n}}"
             )
             .unwrap();
-            if !prefix.is_empty() {
+            if prefix == "case_" {
                 cases.push(stem);
             }
         }

@@ -42,6 +42,12 @@ macro_rules! error_tests {
 
 error_tests! {
     activation_bad_range => "tests/errors/activation-bad-range.net",
+    bias_init_without_bias => "tests/errors/bias-init-without-bias.net",
+    merge_duplicate_branch => "tests/errors/merge-duplicate-branch.net",
+    merge_no_branch => "tests/errors/merge-no-branch.net",
+    merge_not_elementwise => "tests/errors/merge-not-elementwise.net",
+    merge_shape_mismatch => "tests/errors/merge-shape-mismatch.net",
+    merge_unused_branch => "tests/errors/merge-unused-branch.net",
     block_shadows_primitive => "tests/errors/block-shadows-primitive.net",
     bn_after_linear => "tests/errors/bn-after-linear.net",
     concat_spatial_mismatch => "tests/errors/concat-spatial-mismatch.net",

@@ -26,7 +26,7 @@ macro_rules! stage_tests {
         #[test]
         fn every_spec_file_has_a_stage_test() {
             let listed = [$($path),*];
-            for folder in ["specs", "tests/cases"] {
+            for folder in ["specs", "specs/ablations", "tests/cases"] {
                 for file in net_files(folder) {
                     assert!(listed.contains(&file.as_str()), "{file} has no stage test: add it to tests/stages.rs");
                 }
@@ -58,7 +58,18 @@ stage_tests! {
     wrn_16_8 => "specs/wrn-16-8.net",
     wrn_28_10 => "specs/wrn-28-10.net",
     wrn_40_4 => "specs/wrn-40-4.net",
+    ablation_bn_after_addition => "specs/ablations/bn-after-addition.net",
+    ablation_constant_scaling => "specs/ablations/constant-scaling.net",
+    ablation_conv_shortcut => "specs/ablations/conv-shortcut.net",
+    ablation_dropout_shortcut => "specs/ablations/dropout-shortcut.net",
+    ablation_exclusive_gating => "specs/ablations/exclusive-gating.net",
+    ablation_full_preactivation => "specs/ablations/full-preactivation.net",
+    ablation_original => "specs/ablations/original.net",
+    ablation_relu_before_addition => "specs/ablations/relu-before-addition.net",
+    ablation_relu_only_preactivation => "specs/ablations/relu-only-preactivation.net",
+    ablation_shortcut_only_gating => "specs/ablations/shortcut-only-gating.net",
     case_activations => "tests/cases/activations.net",
+    case_merge => "tests/cases/merge.net",
     case_flat_head => "tests/cases/flat-head.net",
     case_imagenet_stem => "tests/cases/imagenet-stem.net",
     case_language_tour => "tests/cases/language-tour.net",
@@ -85,7 +96,7 @@ fn emission_is_deterministic_and_compact() {
 /// The canonical AST text parses back to the same AST.
 #[test]
 fn ast_text_round_trips() {
-    for folder in ["specs", "tests/cases"] {
+    for folder in ["specs", "specs/ablations", "tests/cases"] {
         for file in net_files(folder) {
             let (c, id) = load(&file);
             let printed = c.parse(id).unwrap().to_string();

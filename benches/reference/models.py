@@ -269,6 +269,83 @@ class DenseNet(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1))
 
 
+# --- Identity-mapping ablations (He et al. 2016, Tables 1 and 2) -----------------------
+
+class AblationUnit(nn.Module):
+    """A ResNet-110 unit of the "Identity Mappings" ablations, by variant.
+
+    Shortcut variants (Table 1): original, scaling, exclusive_gate, shortcut_gate, conv, dropout.
+    Activation placements (Table 2): bn_after_add, relu_before_add, relu_preact.
+    Where the shape changes the shortcut is a 1x1 convolution + BN (option B).
+    """
+
+    def __init__(self, cin, planes, stride, variant, gate_bias=-6.0, p=0.5, scales=(0.5, 0.5)):
+        super().__init__()
+        self.variant, self.scales = variant, scales
+        self.conv1, self.bn1 = conv3x3(cin, planes, stride), nn.BatchNorm2d(planes)
+        self.conv2 = conv3x3(planes, planes)
+        # BN after the addition replaces the residual branch's last BN.
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = None
+        if stride != 1 or cin != planes or variant == "conv":
+            self.shortcut = nn.Sequential(conv1x1(cin, planes, stride), nn.BatchNorm2d(planes))
+        self.gate = None
+        if variant in ("exclusive_gate", "shortcut_gate"):
+            self.gate = conv1x1(cin, planes, stride, bias=True)
+            nn.init.constant_(self.gate.bias, gate_bias)
+        self.drop = nn.Dropout(p) if variant == "dropout" else None
+
+    def forward(self, x):
+        v = self.variant
+        h = self.shortcut(x) if self.shortcut is not None else x
+        if self.drop is not None:
+            h = self.drop(h)
+        if v == "relu_preact":
+            f = self.bn1(self.conv1(F.relu(x)))
+            return self.bn2(self.conv2(F.relu(f))) + h
+        f = F.relu(self.bn1(self.conv1(x)))
+        if v == "bn_after_add":
+            return F.relu(self.bn2(self.conv2(f) + h))
+        f = self.bn2(self.conv2(f))
+        if v == "relu_before_add":
+            return F.relu(f) + h
+        if v == "scaling":
+            return F.relu(self.scales[0] * f + self.scales[1] * h)
+        if v == "exclusive_gate":
+            g = torch.sigmoid(self.gate(x))
+            return F.relu(g * f + (1 - g) * h)
+        if v == "shortcut_gate":
+            g = torch.sigmoid(self.gate(x))
+            return F.relu(f + (1 - g) * h)
+        return F.relu(f + h)
+
+
+class AblationResNet(nn.Module):
+    """ResNet-110 of ablation units; the ReLU-only pre-activation variant (Fig. 4(d)) keeps the
+    stem's BN, leaves its ReLU to the first unit and puts one after the last unit."""
+
+    def __init__(self, variant, classes, depth=110, **unit):
+        super().__init__()
+        n = (depth - 2) // 6
+        self.variant = variant
+        self.conv1, self.bn1 = conv3x3(3, 16), nn.BatchNorm2d(16)
+        layers, cin = [], 16
+        for planes, stride in [(16, 1), (32, 2), (64, 2)]:
+            for i in range(n):
+                layers.append(AblationUnit(cin, planes, stride if i == 0 else 1, variant, **unit))
+                cin = planes
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(cin, classes)
+
+    def forward(self, x):
+        x = self.bn1(self.conv1(x))
+        if self.variant == "relu_preact":
+            x = F.relu(self.layers(x))
+        else:
+            x = self.layers(F.relu(x))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
 # --- The shipped specs ----------------------------------------------------------------
 
 SPECS = {
@@ -294,4 +371,14 @@ SPECS = {
     "densenet-bc-100-12": lambda k: DenseNet(100, 12, k, bottleneck=True, compression=0.5),
     "densenet-bc-190-40": lambda k: DenseNet(190, 40, k, bottleneck=True, compression=0.5),
     "se-resnet-20": lambda k: CifarResNet(20, k, block="se"),
+    "ablations/original": lambda k: AblationResNet("original", k),
+    "ablations/constant-scaling": lambda k: AblationResNet("scaling", k),
+    "ablations/exclusive-gating": lambda k: AblationResNet("exclusive_gate", k),
+    "ablations/shortcut-only-gating": lambda k: AblationResNet("shortcut_gate", k),
+    "ablations/conv-shortcut": lambda k: AblationResNet("conv", k),
+    "ablations/dropout-shortcut": lambda k: AblationResNet("dropout", k),
+    "ablations/bn-after-addition": lambda k: AblationResNet("bn_after_add", k),
+    "ablations/relu-before-addition": lambda k: AblationResNet("relu_before_add", k),
+    "ablations/relu-only-preactivation": lambda k: AblationResNet("relu_preact", k),
+    "ablations/full-preactivation": lambda k: PreResNet(110, k, bottleneck=False),
 }

@@ -186,3 +186,34 @@ fn every_case_runs_with_the_checked_count() {
         assert_eq!(dims, [2, classes], "{name}: output shape");
     }
 }
+
+/// The identity-mapping ablations (specs/ablations) construct with the checker's parameter
+/// count and names, and run (batch 1) to finite class scores.
+#[test]
+fn every_ablation_constructs_and_runs() {
+    let device = Device::flex();
+    macro_rules! check {
+        ($($module:ident :: $ty:ident),* $(,)?) => {$(
+            let model = specs::$module::$ty::new(&device);
+            let c = census(&model);
+            assert_eq!(c.trainable, specs::$module::$ty::PARAMS, stringify!($module));
+            assert_names_match(&c, specs::$module::SUMMARY);
+            let out = model.valid().forward(input(1, &device));
+            assert_eq!(out.dims(), [1, 10], stringify!($module));
+            let values: Vec<f32> = out.into_data().try_to_vec::<f32>().unwrap();
+            assert!(values.iter().all(|v| v.is_finite()), stringify!($module));
+        )*};
+    }
+    check!(
+        ablation_original::Original,
+        ablation_constant_scaling::ConstantScaling,
+        ablation_exclusive_gating::ExclusiveGating,
+        ablation_shortcut_only_gating::ShortcutOnlyGating,
+        ablation_conv_shortcut::ConvShortcut,
+        ablation_dropout_shortcut::DropoutShortcut,
+        ablation_bn_after_addition::BnAfterAddition,
+        ablation_relu_before_addition::ReluBeforeAddition,
+        ablation_relu_only_preactivation::ReluOnlyPreactivation,
+        ablation_full_preactivation::FullPreactivation,
+    );
+}

@@ -6,7 +6,7 @@
 //! reported once even when the faulty block is expanded many times.
 
 use crate::diag::{Diagnostic, Span, codes};
-use crate::ir::{Layer, Network, Node, NodeKind, Shape, Ty, Value};
+use crate::ir::{Layer, MergeExpr, Network, Node, NodeKind, Shape, Ty, Value};
 use crate::names::{self, did_you_mean, is_primitive, site_names};
 use crate::syntax::ast::{self, BinaryOp, Call, Combinator, DefKind, Definition, Expr, ExprKind, Op, Stmt, UnaryOp};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -590,6 +590,154 @@ impl Checker {
                 });
                 Some(output)
             }
+            Op::Merge { arms, expr, span } => {
+                let mut outs = Vec::new();
+                let mut arm_nodes = Vec::new();
+                for (arm_name, arm) in arms {
+                    if let Some((first, _)) = arms.iter().find(|(n, _)| n.name == arm_name.name)
+                        && first.span != arm_name.span
+                    {
+                        self.error(
+                            Diagnostic::error(
+                                codes::MERGE,
+                                arm_name.span,
+                                format!("branch `{}` is named twice in this merge", arm_name.name),
+                            )
+                            .note(first.span, "first named here"),
+                        );
+                        return None;
+                    }
+                    let mut arm_vec = Vec::new();
+                    let out = self.body(&arm.body, scope, shape, prefix, names, &mut arm_vec);
+                    outs.push(out.map(|o| (o, arm.span)));
+                    arm_nodes.push((arm_name.name.clone(), arm_vec));
+                }
+                let arm_names: Vec<&str> = arms.iter().map(|(n, _)| n.name.as_str()).collect();
+                let merged = self.merge_expr(expr, &arm_names, &outs, scope);
+                let outs: Vec<(Shape, Span)> = outs.into_iter().collect::<Option<_>>()?;
+                let (merged, output) = merged?;
+                let Some(output) = output else {
+                    self.error(
+                        Diagnostic::error(codes::MERGE, expr.span, "a merge expression must use at least one branch")
+                            .help(format!("branches: {}", arm_names.join(", "))),
+                    );
+                    return None;
+                };
+                let mut uses = vec![0; arms.len()];
+                merged.uses(&mut uses);
+                if let Some(unused) = uses.iter().position(|&n| n == 0) {
+                    self.error(
+                        Diagnostic::error(
+                            codes::MERGE,
+                            arms[unused].0.span,
+                            format!("branch `{}` is never used in the merge expression", arms[unused].0.name),
+                        )
+                        .label("computed, then dropped")
+                        .note(expr.span, "the merge expression")
+                        .help("use it in the expression or remove the branch"),
+                    );
+                    return None;
+                }
+                let _ = outs;
+                let input = shape?;
+                let params = sum(arm_nodes.iter().flat_map(|(_, a)| a), |n| n.params);
+                let macs = sum(arm_nodes.iter().flat_map(|(_, a)| a), |n| n.macs);
+                let (Some(params), Some(macs)) = (params, macs) else {
+                    self.overflow(*span);
+                    return None;
+                };
+                nodes.push(Node {
+                    name,
+                    kind: NodeKind::Merge { arms: arm_nodes, expr: merged },
+                    input,
+                    output,
+                    params,
+                    macs,
+                });
+                Some(output)
+            }
+        }
+    }
+
+    /// A merge expression over the arms' outputs: constants folded, shapes checked.
+    ///
+    /// Returns the expression with the shape it yields (`None` for a scalar).
+    fn merge_expr(
+        &mut self,
+        e: &Expr,
+        arms: &[&str],
+        outs: &[Option<(Shape, Span)>],
+        scope: &Scope,
+    ) -> Option<(MergeExpr, Option<Shape>)> {
+        // A part that names no branch is an ordinary scalar expression.
+        if !mentions_any(e, arms) {
+            return match self.eval(e, scope)? {
+                Value::Int(i) => Some((MergeExpr::Const(i as f64), None)),
+                Value::Float(f) => Some((MergeExpr::Const(f), None)),
+                other => {
+                    self.type_error(e.span, Ty::Float, other);
+                    None
+                }
+            };
+        }
+        match &e.kind {
+            ExprKind::Var(name) => {
+                let i = arms.iter().position(|a| a == name).expect("mentions_any found it");
+                let (shape, _) = outs[i]?;
+                Some((MergeExpr::Arm(i), Some(shape)))
+            }
+            ExprKind::Unary(UnaryOp::Neg, inner) => {
+                let (m, shape) = self.merge_expr(inner, arms, outs, scope)?;
+                Some((MergeExpr::Neg(Box::new(m)), shape))
+            }
+            ExprKind::Binary(op @ (BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div), a, b) => {
+                let left = self.merge_expr(a, arms, outs, scope);
+                let right = self.merge_expr(b, arms, outs, scope);
+                let ((ma, sa), (mb, sb)) = (left?, right?);
+                let shape = match (sa, sb) {
+                    (Some(x), Some(y)) if x == y => Some(x),
+                    (Some(x), Some(y)) if broadcasts(&x, &y) => Some(if x.numel() >= y.numel() { x } else { y }),
+                    (Some(x), Some(y)) => {
+                        self.error(
+                            Diagnostic::error(
+                                codes::RESIDUAL_SHAPE,
+                                e.span,
+                                format!("element-wise `{}` of unequal shapes: {x} and {y}", op.symbol()),
+                            )
+                            .label(format!("{x} {} {y}", op.symbol()))
+                            .note(a.span, format!("this gives {x}"))
+                            .note(b.span, format!("this gives {y}"))
+                            .help("branches must give equal shapes, or one a C×1×1 gate with the same C"),
+                        );
+                        return None;
+                    }
+                    (x, y) => x.or(y),
+                };
+                if *op == BinaryOp::Div && matches!(mb, MergeExpr::Const(c) if c == 0.0) {
+                    self.error(Diagnostic::error(codes::ARITHMETIC, b.span, "division by zero"));
+                    return None;
+                }
+                let (ma, mb) = (Box::new(ma), Box::new(mb));
+                let m = match op {
+                    BinaryOp::Add => MergeExpr::Add(ma, mb),
+                    BinaryOp::Sub => MergeExpr::Sub(ma, mb),
+                    BinaryOp::Mul => MergeExpr::Mul(ma, mb),
+                    _ => MergeExpr::Div(ma, mb),
+                };
+                Some((m, shape))
+            }
+            _ => {
+                self.error(
+                    Diagnostic::error(
+                        codes::MERGE,
+                        e.span,
+                        "only `+`, `-`, `*`, `/` and negation apply to branch outputs",
+                    )
+                    .label("a tensor here")
+                    .help("branch outputs combine element-wise; functions and comparisons take scalars only"),
+                );
+                None
+            }
         }
     }
 
@@ -918,6 +1066,15 @@ impl Checker {
                         self.resolve_body(&arm.body, scope, reachable, work);
                     }
                 }
+                Stmt::Op(Op::Merge { arms, expr, .. }) => {
+                    for (_, arm) in arms {
+                        self.resolve_body(&arm.body, scope, reachable, work);
+                    }
+                    let mark = scope.len();
+                    scope.extend(arms.iter().map(|(n, _)| n.name.clone()));
+                    self.resolve_expr(expr, scope);
+                    scope.truncate(mark);
+                }
             }
         }
         scope.truncate(mark);
@@ -1065,6 +1222,7 @@ impl Checker {
                 };
                 let groups = get("groups").map_or(Some(1), |v| self.int(v, "groups", 1))?;
                 let bias = get("bias").map_or(Some(false), |v| self.boolean(v))?;
+                let bias_init = self.bias_init(get("bias_init"), bias)?;
                 let [c, h, w] = chw?;
                 for (what, n) in [("input", c), ("output", out)] {
                     if n % groups != 0 {
@@ -1081,7 +1239,7 @@ impl Checker {
                 }
                 let (oh, ow) = self.spatial(call, h, w, kernel, stride, padding, "convolution")?;
                 Some((
-                    Layer::Conv { in_channels: c, out_channels: out, kernel, stride, padding, groups, bias },
+                    Layer::Conv { in_channels: c, out_channels: out, kernel, stride, padding, groups, bias, bias_init },
                     Shape::chw(out, oh, ow),
                 ))
             }
@@ -1143,8 +1301,9 @@ impl Checker {
             "linear" => {
                 let out = self.int(get("out")?, "output features", 1)?;
                 let bias = get("bias").map_or(Some(true), |v| self.boolean(v))?;
+                let bias_init = self.bias_init(get("bias_init"), bias)?;
                 let input = shape?.numel();
-                Some((Layer::Linear { in_features: input, out_features: out, bias }, Shape::flat(out)))
+                Some((Layer::Linear { in_features: input, out_features: out, bias, bias_init }, Shape::flat(out)))
             }
             "pad_shortcut" => {
                 let out = self.int(get("out")?, "output channels", 1)?;
@@ -1205,6 +1364,32 @@ impl Checker {
         }
     }
 
+    /// A `bias_init` argument: a finite number, only where the layer has a bias. `Some(None)` when absent.
+    fn bias_init(&mut self, arg: Option<(Value, Span)>, bias: bool) -> Option<Option<f64>> {
+        let Some((v, span)) = arg else { return Some(None) };
+        let value = match v {
+            Value::Float(f) => f,
+            Value::Int(n) => n as f64,
+            other => {
+                self.type_error(span, Ty::Float, other);
+                return None;
+            }
+        };
+        if !bias {
+            self.error(
+                Diagnostic::error(codes::VALUE_RANGE, span, "`bias_init` given to a layer without a bias")
+                    .label(format!("bias_init = {value}"))
+                    .help("add `bias = true`"),
+            );
+            return None;
+        }
+        if !value.is_finite() {
+            self.error(Diagnostic::error(codes::VALUE_RANGE, span, format!("`bias_init` must be finite, got {value}")));
+            return None;
+        }
+        Some(Some(value))
+    }
+
     /// Output height and width of a sliding window, or an error if nothing is left.
     #[allow(clippy::too_many_arguments)]
     fn spatial(
@@ -1249,7 +1434,7 @@ impl Checker {
             }
             Layer::BatchNorm { features } => Some((features.checked_mul(2)?, 0)),
             Layer::PRelu { channels } => Some((channels, 0)),
-            Layer::Linear { in_features, out_features, bias } => {
+            Layer::Linear { in_features, out_features, bias, .. } => {
                 let weights = in_features.checked_mul(out_features)?;
                 Some((weights.checked_add(if bias { out_features } else { 0 })?, weights))
             }
@@ -1493,6 +1678,17 @@ fn args_at(args: &[Bound], i: usize) -> Bound {
 }
 
 /// Whether `a` and `b` multiply by broadcasting a `C×1×1` gate over `C×H×W`.
+/// Whether `e` mentions any of `names` as a variable.
+fn mentions_any(e: &Expr, names: &[&str]) -> bool {
+    match &e.kind {
+        ExprKind::Var(v) => names.contains(&v.as_str()),
+        ExprKind::Unary(_, a) => mentions_any(a, names),
+        ExprKind::Binary(_, a, b) => mentions_any(a, names) || mentions_any(b, names),
+        ExprKind::Func(_, args) => args.iter().any(|a| mentions_any(a, names)),
+        _ => false,
+    }
+}
+
 fn broadcasts(a: &Shape, b: &Shape) -> bool {
     match (a.as_chw(), b.as_chw()) {
         (Some([c1, h1, w1]), Some([c2, h2, w2])) => c1 == c2 && ((h1, w1) == (1, 1) || (h2, w2) == (1, 1)),

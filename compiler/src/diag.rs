@@ -191,6 +191,7 @@ pub mod codes {
     pub const CONCAT_SHAPE: &str = "E0304";
     pub const EMPTY_OUTPUT: &str = "E0305";
     pub const OUTPUT_RANK: &str = "E0306";
+    pub const MERGE: &str = "E0307";
     pub const LIMIT: &str = "E0401";
     pub const RECURSION: &str = "E0402";
     pub const EMIT: &str = "E0501";

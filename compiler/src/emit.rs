@@ -200,6 +200,7 @@ impl<'a> Emitter<'a> {
                 }
                 NodeKind::Stage { blocks, .. } => self.collect_ranks(blocks),
                 NodeKind::Combine { arms, .. } => arms.iter().for_each(|a| self.collect_ranks(a)),
+                NodeKind::Merge { arms, .. } => arms.iter().for_each(|(_, a)| self.collect_ranks(a)),
                 NodeKind::Layer(_) => {}
             }
         }
@@ -410,6 +411,23 @@ impl<'a> Emitter<'a> {
                         self.fields(&arm.body, ctx, optional, out);
                     }
                 }
+                Op::Merge { arms, expr, span } => {
+                    for (_, arm) in arms {
+                        self.fields(&arm.body, ctx, optional, out);
+                    }
+                    let stored = merge_scalars(expr, &arm_names(arms));
+                    if !stored.is_empty() {
+                        let n = Literal::usize_unsuffixed(stored.len());
+                        let listed: Vec<String> = stored.iter().map(|e| e.to_string()).collect();
+                        out.push(Field {
+                            name: ctx.site(*span),
+                            ty: quote!([f64; #n]),
+                            optional,
+                            doc: listed.join(", "),
+                            flag: false,
+                        });
+                    }
+                }
             }
         }
     }
@@ -567,6 +585,37 @@ impl<'a> Emitter<'a> {
                 }
                 Ok(())
             }
+            Op::Merge { arms, expr, span } => {
+                let entry = ctx.fresh("entry");
+                out.push(self.comment(&format!("merge of {}: {expr}", arm_names(arms).join(", "))));
+                out.push(quote! { let #entry = shape; });
+                let mut arm_shapes = Vec::new();
+                for (i, (_, arm)) in arms.iter().enumerate() {
+                    if i > 0 {
+                        out.push(quote! { shape = #entry; });
+                    }
+                    self.ctor_body(&arm.body, ctx, out)?;
+                    let s = ctx.fresh("arm");
+                    out.push(quote! { let #s = shape; });
+                    arm_shapes.push(s);
+                }
+                // Element-wise with broadcasting: the largest extent of each dimension.
+                let first = &arm_shapes[0];
+                out.push(quote! { shape = #first; });
+                for r in &arm_shapes[1..] {
+                    out.push(quote! { shape = [shape[0].max(#r[0]), shape[1].max(#r[1]), shape[2].max(#r[2])]; });
+                }
+                let stored = merge_scalars(expr, &arm_names(arms));
+                if !stored.is_empty() {
+                    let field = format_ident!("{}", ctx.site(*span));
+                    let mut values = Vec::new();
+                    for e in stored {
+                        values.push(cast(self.expr(e, ctx)?, Ty::Float).tokens);
+                    }
+                    out.push(quote! { let #field = [#(#values),*]; });
+                }
+                Ok(())
+            }
         }
     }
 
@@ -612,6 +661,16 @@ impl<'a> Emitter<'a> {
             args.push(value);
         }
         Ok(args)
+    }
+
+    /// Re-initialise a layer's bias to a constant (`bias_init`).
+    fn fill_bias(&mut self, field: &Ident, init: Typed) -> TokenStream {
+        self.helpers.insert("fill_bias");
+        let value = cast(init, Ty::Float).tokens;
+        quote! {
+            let mut #field = #field;
+            #field.bias = fill_bias(#field.bias, #value);
+        }
     }
 
     fn ctor_primitive(
@@ -660,6 +719,9 @@ impl<'a> Emitter<'a> {
                     let #field = conv([shape[0], #outc], #kernel, #stride, #padding, #groups, #bias, device);
                     shape = window(shape, #outc, #kernel, #stride, #padding);
                 });
+                if let Some(init) = values.remove("bias_init") {
+                    out.push(self.fill_bias(&field, init));
+                }
             }
             "bn" => out.push(quote! { let #field = BatchNormConfig::new(shape[0]).init(device); }),
             "dropout" => {
@@ -705,6 +767,9 @@ impl<'a> Emitter<'a> {
                     let #field = LinearConfig::new(shape[0] * shape[1] * shape[2], #outf).with_bias(#bias).init(device);
                     shape = [#outf, 1, 1];
                 });
+                if let Some(init) = values.remove("bias_init") {
+                    out.push(self.fill_bias(&field, init));
+                }
             }
             "pad_shortcut" => {
                 let outc = usize_of("out", quote!(0));
@@ -880,6 +945,43 @@ impl<'a> Emitter<'a> {
                         Some(Combinator::Mul) => quote! { #first #(* #rest)* },
                         Some(Combinator::Concat) => quote! { Tensor::cat(vec![#(#branch_idents),*], 1) },
                         None => quote! { #first },
+                    };
+                    out.push(quote! { let x = { #(#stmts)* #result }; });
+                }
+                Op::Merge { arms, expr, span } => {
+                    let names = arm_names(arms);
+                    out.push(self.comment(&format!("merge of {}: {expr}", names.join(", "))));
+                    let mut stmts = Vec::new();
+                    let mut arm_rank = *rank;
+                    for (i, (arm_name, arm)) in arms.iter().enumerate() {
+                        let mut r = *rank;
+                        let code = self.forward_body(&arm.body, ctx, &mut r, bound)?;
+                        arm_rank = r;
+                        let b = format_ident!("branch_{}", arm_name.name);
+                        let last = i + 1 == arms.len();
+                        let input = if last { quote!(x) } else { quote!(x.clone()) };
+                        if code.is_empty() {
+                            stmts.push(quote! { let #b = #input; });
+                        } else if last {
+                            stmts.push(quote! { let #b = { #(#code)* x }; });
+                        } else {
+                            stmts.push(quote! { let #b = { let x = #input; #(#code)* x }; });
+                        }
+                    }
+                    *rank = arm_rank;
+                    let mut uses: HashMap<String, usize> = HashMap::new();
+                    count_uses(expr, &names, &mut uses);
+                    let stored = field_access(&ctx.site(*span), bound);
+                    let mut emit = MergeEmit { names: &names, uses, stored, next_stored: 0 };
+                    let result = match emit.expr(self, expr, ctx)? {
+                        MergeTokens::Tensor(t, _) => t,
+                        MergeTokens::Scalar(_) => {
+                            return Err(vec![Diagnostic::error(
+                                codes::EMIT,
+                                expr.span,
+                                "internal error: a merge expression without a branch",
+                            )]);
+                        }
                     };
                     out.push(quote! { let x = { #(#stmts)* #result }; });
                 }
@@ -1066,7 +1168,11 @@ impl<'a> Emitter<'a> {
             nn.push(quote!(PRelu));
             nn.push(quote!(PReluConfig));
         }
-        let mut out = quote! { use burn::module::Module; };
+        let mut out = if used("fill_bias") {
+            quote! { use burn::module::{Module, Param}; }
+        } else {
+            quote! { use burn::module::Module; }
+        };
         if used("conv") {
             out.extend(quote! { use burn::nn::conv::{Conv2d, Conv2dConfig}; });
         }
@@ -1112,6 +1218,14 @@ impl<'a> Emitter<'a> {
                         .with_bias(bias)
                         .with_initializer(Initializer::KaimingNormal { gain: std::f64::consts::SQRT_2, fan_out_only: true })
                         .init(device)
+                }
+            });
+        }
+        if self.helpers.contains("fill_bias") {
+            out.extend(quote! {
+                /// Start every entry of a layer's bias at `value` (a gate's `bias_init`).
+                fn fill_bias(bias: Option<Param<Tensor<1>>>, value: f64) -> Option<Param<Tensor<1>>> {
+                    bias.map(|b| b.map(|t| t.zeros_like().add_scalar(value)))
                 }
             });
         }
@@ -1258,6 +1372,14 @@ fn direct_field_sites(body: &[Stmt], names: &HashMap<DSpan, String>) -> Vec<Stri
                     out.extend(direct_field_sites(&arm.body, names));
                 }
             }
+            Op::Merge { arms, expr, span } => {
+                for (_, arm) in arms {
+                    out.extend(direct_field_sites(&arm.body, names));
+                }
+                if !merge_scalars(expr, &arm_names(arms)).is_empty() {
+                    out.extend(names.get(span).cloned());
+                }
+            }
             Op::If { .. } => {}
         }
     }
@@ -1296,7 +1418,192 @@ fn mentions(body: &[Stmt], var: &str) -> bool {
             expr(cond, var) || mentions(&then.body, var) || otherwise.as_ref().is_some_and(|o| mentions(&o.body, var))
         }
         Stmt::Op(Op::Combine { arms, .. }) => arms.iter().any(|a| mentions(&a.body, var)),
+        Stmt::Op(Op::Merge { arms, expr: e, .. }) => {
+            arms.iter().any(|(_, a)| mentions(&a.body, var))
+                || (!arms.iter().any(|(n, _)| n.name == var) && expr(e, var))
+        }
     })
+}
+
+/// The branch names of a merge, in order.
+fn arm_names(arms: &[(crate::syntax::ast::Ident, Branch)]) -> Vec<String> {
+    arms.iter().map(|(n, _)| n.name.clone()).collect()
+}
+
+/// Whether `e` names one of the branches.
+fn mentions_arm(e: &Expr, names: &[String]) -> bool {
+    match &e.kind {
+        ExprKind::Var(v) => names.contains(v),
+        ExprKind::Unary(_, a) => mentions_arm(a, names),
+        ExprKind::Binary(_, a, b) => mentions_arm(a, names) || mentions_arm(b, names),
+        ExprKind::Func(_, args) => args.iter().any(|a| mentions_arm(a, names)),
+        _ => false,
+    }
+}
+
+/// Whether `e` reads a variable (a parameter or `let`), so its value is known only per call.
+fn reads_variable(e: &Expr) -> bool {
+    match &e.kind {
+        ExprKind::Var(_) => true,
+        ExprKind::Unary(_, a) => reads_variable(a),
+        ExprKind::Binary(_, a, b) => reads_variable(a) || reads_variable(b),
+        ExprKind::Func(_, args) => args.iter().any(reads_variable),
+        _ => false,
+    }
+}
+
+/// The scalar parts of a merge expression that read variables, in source order: the
+/// constructor computes them and the merge's `[f64; N]` field keeps them for `forward`.
+fn merge_scalars<'e>(e: &'e Expr, names: &[String]) -> Vec<&'e Expr> {
+    fn walk<'e>(e: &'e Expr, names: &[String], out: &mut Vec<&'e Expr>) {
+        if !mentions_arm(e, names) {
+            if reads_variable(e) {
+                out.push(e);
+            }
+            return;
+        }
+        match &e.kind {
+            ExprKind::Unary(_, a) => walk(a, names, out),
+            ExprKind::Binary(_, a, b) => {
+                walk(a, names, out);
+                walk(b, names, out);
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(e, names, &mut out);
+    out
+}
+
+/// How often each branch is read by a merge expression.
+fn count_uses(e: &Expr, names: &[String], uses: &mut HashMap<String, usize>) {
+    match &e.kind {
+        ExprKind::Var(v) if names.contains(v) => *uses.entry(v.clone()).or_insert(0) += 1,
+        ExprKind::Unary(_, a) => count_uses(a, names, uses),
+        ExprKind::Binary(_, a, b) => {
+            count_uses(a, names, uses);
+            count_uses(b, names, uses);
+        }
+        _ => {}
+    }
+}
+
+/// A merge sub-expression in Rust: a tensor (with its precedence) or an `f64`.
+enum MergeTokens {
+    Tensor(TokenStream, u8),
+    Scalar(TokenStream),
+}
+
+/// Writes a merge expression as tensor operations, cloning a branch on all but its last read.
+struct MergeEmit<'n> {
+    names: &'n [String],
+    /// Reads of each branch still to come.
+    uses: HashMap<String, usize>,
+    /// The field holding the stored constants (`self.merge1`).
+    stored: TokenStream,
+    next_stored: usize,
+}
+
+impl MergeEmit<'_> {
+    fn expr(&mut self, emitter: &mut Emitter, e: &Expr, ctx: &DefCtx) -> Result<MergeTokens, Vec<Diagnostic>> {
+        if !mentions_arm(e, self.names) {
+            if reads_variable(e) {
+                let index = Literal::usize_unsuffixed(self.next_stored);
+                self.next_stored += 1;
+                let stored = &self.stored;
+                return Ok(MergeTokens::Scalar(quote!(#stored[#index])));
+            }
+            let v = paren(cast(emitter.expr(e, ctx)?, Ty::Float), 9);
+            return Ok(MergeTokens::Scalar(v.tokens));
+        }
+        // Method receivers bind tightest; operators need parentheses below their precedence.
+        fn recv(t: TokenStream, prec: u8) -> TokenStream {
+            if prec >= 10 { t } else { quote!((#t)) }
+        }
+        fn operand(t: TokenStream, prec: u8, min: u8) -> TokenStream {
+            if prec >= min { t } else { quote!((#t)) }
+        }
+        Ok(match &e.kind {
+            ExprKind::Var(v) => {
+                let left = self.uses.get_mut(v).expect("counted");
+                *left -= 1;
+                let b = format_ident!("branch_{}", v);
+                if *left > 0 {
+                    MergeTokens::Tensor(quote!(#b.clone()), 10)
+                } else {
+                    MergeTokens::Tensor(quote!(#b), 10)
+                }
+            }
+            ExprKind::Unary(UnaryOp::Neg, a) => match self.expr(emitter, a, ctx)? {
+                MergeTokens::Tensor(t, p) => {
+                    let r = recv(t, p);
+                    MergeTokens::Tensor(quote!(#r.neg()), 10)
+                }
+                MergeTokens::Scalar(s) => MergeTokens::Scalar(quote!((-#s))),
+            },
+            ExprKind::Binary(op, a, b) => {
+                let (a, b) = (self.expr(emitter, a, ctx)?, self.expr(emitter, b, ctx)?);
+                use MergeTokens::{Scalar, Tensor};
+                match (op, a, b) {
+                    (BinaryOp::Add, Tensor(x, px), Tensor(y, py)) => {
+                        let (x, y) = (operand(x, px, 5), operand(y, py, 6));
+                        Tensor(quote!(#x + #y), 5)
+                    }
+                    (BinaryOp::Sub, Tensor(x, px), Tensor(y, py)) => {
+                        let (x, y) = (operand(x, px, 5), operand(y, py, 6));
+                        Tensor(quote!(#x - #y), 5)
+                    }
+                    (BinaryOp::Mul, Tensor(x, px), Tensor(y, py)) => {
+                        let (x, y) = (operand(x, px, 6), operand(y, py, 7));
+                        Tensor(quote!(#x * #y), 6)
+                    }
+                    (BinaryOp::Div, Tensor(x, px), Tensor(y, py)) => {
+                        let (x, y) = (operand(x, px, 6), operand(y, py, 7));
+                        Tensor(quote!(#x / #y), 6)
+                    }
+                    (BinaryOp::Add, Tensor(t, p), Scalar(k)) | (BinaryOp::Add, Scalar(k), Tensor(t, p)) => {
+                        let r = recv(t, p);
+                        Tensor(quote!(#r.add_scalar(#k)), 10)
+                    }
+                    (BinaryOp::Mul, Tensor(t, p), Scalar(k)) | (BinaryOp::Mul, Scalar(k), Tensor(t, p)) => {
+                        let r = recv(t, p);
+                        Tensor(quote!(#r.mul_scalar(#k)), 10)
+                    }
+                    (BinaryOp::Sub, Tensor(t, p), Scalar(k)) => {
+                        let r = recv(t, p);
+                        Tensor(quote!(#r.sub_scalar(#k)), 10)
+                    }
+                    (BinaryOp::Sub, Scalar(k), Tensor(t, p)) => {
+                        let r = recv(t, p);
+                        Tensor(quote!(#r.neg().add_scalar(#k)), 10)
+                    }
+                    (BinaryOp::Div, Tensor(t, p), Scalar(k)) => {
+                        let r = recv(t, p);
+                        Tensor(quote!(#r.div_scalar(#k)), 10)
+                    }
+                    (BinaryOp::Div, Scalar(k), Tensor(t, p)) => {
+                        let r = recv(t, p);
+                        Tensor(quote!(#r.recip().mul_scalar(#k)), 10)
+                    }
+                    _ => {
+                        return Err(vec![Diagnostic::error(
+                            codes::EMIT,
+                            e.span,
+                            "internal error: the checker let a non-element-wise merge operation through",
+                        )]);
+                    }
+                }
+            }
+            _ => {
+                return Err(vec![Diagnostic::error(
+                    codes::EMIT,
+                    e.span,
+                    "internal error: the checker let a non-element-wise merge operation through",
+                )]);
+            }
+        })
+    }
 }
 
 fn ty_tokens(ty: Ty) -> TokenStream {

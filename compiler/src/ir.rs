@@ -125,6 +125,9 @@ pub enum Layer {
         padding: u64,
         groups: u64,
         bias: bool,
+        /// The bias's initial value (`bias_init = -6.0`), when not the default initialiser's.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        bias_init: Option<f64>,
     },
     BatchNorm {
         features: u64,
@@ -150,6 +153,9 @@ pub enum Layer {
         in_features: u64,
         out_features: u64,
         bias: bool,
+        /// The bias's initial value, when not the default initialiser's.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        bias_init: Option<f64>,
     },
     /// The option-A shortcut: subsample by `stride`, zero-pad channels `before`/`after`.
     PadShortcut {
@@ -209,6 +215,53 @@ pub enum NodeKind {
         combinator: Option<Combinator>,
         arms: Vec<Vec<Node>>,
     },
+    /// `merge { a = { ... } ... } => expr`: named branches combined by an element-wise expression.
+    Merge {
+        arms: Vec<(String, Vec<Node>)>,
+        expr: MergeExpr,
+    },
+}
+
+/// The element-wise expression of a `merge`, its scalar parts evaluated.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MergeExpr {
+    /// The output of the arm at this index.
+    Arm(usize),
+    /// A scalar constant.
+    Const(f64),
+    Neg(Box<MergeExpr>),
+    Add(Box<MergeExpr>, Box<MergeExpr>),
+    Sub(Box<MergeExpr>, Box<MergeExpr>),
+    Mul(Box<MergeExpr>, Box<MergeExpr>),
+    Div(Box<MergeExpr>, Box<MergeExpr>),
+}
+
+impl MergeExpr {
+    /// Whether the expression involves a tensor (an arm), not only constants.
+    pub fn is_tensor(&self) -> bool {
+        match self {
+            MergeExpr::Arm(_) => true,
+            MergeExpr::Const(_) => false,
+            MergeExpr::Neg(a) => a.is_tensor(),
+            MergeExpr::Add(a, b) | MergeExpr::Sub(a, b) | MergeExpr::Mul(a, b) | MergeExpr::Div(a, b) => {
+                a.is_tensor() || b.is_tensor()
+            }
+        }
+    }
+
+    /// How many times each arm's output is read, indexed by arm.
+    pub fn uses(&self, counts: &mut [usize]) {
+        match self {
+            MergeExpr::Arm(i) => counts[*i] += 1,
+            MergeExpr::Const(_) => {}
+            MergeExpr::Neg(a) => a.uses(counts),
+            MergeExpr::Add(a, b) | MergeExpr::Sub(a, b) | MergeExpr::Mul(a, b) | MergeExpr::Div(a, b) => {
+                a.uses(counts);
+                b.uses(counts);
+            }
+        }
+    }
 }
 
 /// One node of the expanded network.
@@ -277,6 +330,18 @@ impl Network {
                     }),
                     NodeKind::Block { body, .. } => walk(body, rows),
                     NodeKind::Stage { blocks, .. } => walk(blocks, rows),
+                    NodeKind::Merge { arms, .. } => {
+                        for (_, arm) in arms {
+                            walk(arm, rows);
+                        }
+                        rows.push(SummaryRow {
+                            name: node.name.clone(),
+                            kind: "merge".to_string(),
+                            output: node.output,
+                            params: 0,
+                            macs: 0,
+                        });
+                    }
                     NodeKind::Combine { combinator, arms } => {
                         for arm in arms {
                             walk(arm, rows);

@@ -61,13 +61,21 @@ pub const BUILTIN_VARS: &[&str] = &["in_channels", "in_height", "in_width"];
 /// A primitive's parameters in positional order, each with whether it has a default.
 pub fn primitive_params(name: &str) -> &'static [(&'static str, bool)] {
     match name {
-        "conv" => {
-            &[("out", false), ("kernel", false), ("stride", true), ("padding", true), ("groups", true), ("bias", true)]
+        "conv" => &[
+            ("out", false),
+            ("kernel", false),
+            ("stride", true),
+            ("padding", true),
+            ("groups", true),
+            ("bias", true),
+            ("bias_init", true),
+        ],
+        "conv1x1" | "conv3x3" => {
+            &[("out", false), ("stride", true), ("groups", true), ("bias", true), ("bias_init", true)]
         }
-        "conv1x1" | "conv3x3" => &[("out", false), ("stride", true), ("groups", true), ("bias", true)],
         "dropout" => &[("p", false)],
         "avg_pool" | "max_pool" => &[("kernel", false), ("stride", true), ("padding", true)],
-        "linear" => &[("out", false), ("bias", true)],
+        "linear" => &[("out", false), ("bias", true), ("bias_init", true)],
         "pad_shortcut" => &[("out", false), ("stride", true)],
         "leaky_relu" => &[("slope", true)],
         "elu" | "celu" => &[("alpha", true)],
@@ -143,6 +151,12 @@ pub fn site_names(def: &Definition) -> HashMap<Span, String> {
                         };
                         next(stem, *span, names);
                     }
+                }
+                Op::Merge { arms, span, .. } => {
+                    for (_, arm) in arms {
+                        walk(&arm.body, next, names);
+                    }
+                    next("merge", *span, names);
                 }
             }
         }

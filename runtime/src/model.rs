@@ -5,7 +5,7 @@
 //! same forward pass: a checkpoint saved from one loads into the other (`tests/model.rs`
 //! proves it, with equal outputs, for specs covering every construct).
 
-use burn::module::{Devices, Module, ModuleMapper, ModuleVisitor};
+use burn::module::{Devices, Module, ModuleMapper, ModuleVisitor, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{
@@ -14,7 +14,7 @@ use burn::nn::{
 };
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::{Device, Tensor};
-use resnetc_compiler::ir::{Layer, Network, Node, NodeKind};
+use resnetc_compiler::ir::{Layer, MergeExpr, Network, Node, NodeKind};
 use resnetc_compiler::syntax::ast::Combinator;
 
 /// A module a block holds under a field name.
@@ -56,6 +56,11 @@ enum Op {
         residual: Option<usize>,
         /// The residual branch is removed (lesion study): only the shortcut runs.
         lesioned: bool,
+    },
+    /// Named branches combined by an element-wise expression (`merge { ... } => expr`).
+    Merge {
+        arms: Vec<Vec<Op>>,
+        expr: MergeExpr,
     },
 }
 
@@ -185,17 +190,75 @@ pub fn tensor_paths<M: Module>(module: &M) -> Vec<(String, Vec<usize>)> {
 
 /// A convolution layer, He-normal (fan-out) initialised as the emitted code does.
 fn conv(layer: &Layer, device: &Device) -> Conv2d {
-    let Layer::Conv { in_channels, out_channels, kernel, stride, padding, groups, bias } = *layer else {
+    let Layer::Conv { in_channels, out_channels, kernel, stride, padding, groups, bias, bias_init } = *layer else {
         unreachable!("conv() is called for convolution layers only")
     };
     let (k, s, p) = (kernel as usize, stride as usize, padding as usize);
-    Conv2dConfig::new([in_channels as usize, out_channels as usize], [k, k])
+    let mut conv = Conv2dConfig::new([in_channels as usize, out_channels as usize], [k, k])
         .with_stride([s, s])
         .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
         .with_groups(groups as usize)
         .with_bias(bias)
         .with_initializer(Initializer::KaimingNormal { gain: std::f64::consts::SQRT_2, fan_out_only: true })
-        .init(device)
+        .init(device);
+    if let Some(value) = bias_init {
+        conv.bias = fill_bias(conv.bias, value);
+    }
+    conv
+}
+
+/// Start every entry of a bias at `value` (`bias_init`), as the emitted code does.
+fn fill_bias(bias: Option<Param<Tensor<1>>>, value: f64) -> Option<Param<Tensor<1>>> {
+    bias.map(|b| b.map(|t| t.zeros_like().add_scalar(value)))
+}
+
+/// An operand of a merge expression while it is evaluated.
+#[allow(clippy::large_enum_variant)] // short-lived, one per expression node
+enum Operand<const D: usize> {
+    Tensor(Tensor<D>),
+    Scalar(f64),
+}
+
+/// Evaluate a merge expression over the arms' outputs with the emitted code's tensor operations.
+fn merge<const D: usize>(expr: &MergeExpr, arms: &[Tensor<D>]) -> Tensor<D> {
+    fn eval<const D: usize>(e: &MergeExpr, arms: &[Tensor<D>]) -> Operand<D> {
+        use Operand::{Scalar, Tensor as T};
+        let pair = |a: &MergeExpr, b: &MergeExpr| (eval(a, arms), eval(b, arms));
+        match e {
+            MergeExpr::Arm(i) => T(arms[*i].clone()),
+            MergeExpr::Const(c) => Scalar(*c),
+            MergeExpr::Neg(a) => match eval(a, arms) {
+                T(t) => T(t.neg()),
+                Scalar(c) => Scalar(-c),
+            },
+            MergeExpr::Add(a, b) => match pair(a, b) {
+                (T(x), T(y)) => T(x + y),
+                (T(t), Scalar(k)) | (Scalar(k), T(t)) => T(t.add_scalar(k)),
+                (Scalar(x), Scalar(y)) => Scalar(x + y),
+            },
+            MergeExpr::Sub(a, b) => match pair(a, b) {
+                (T(x), T(y)) => T(x - y),
+                (T(t), Scalar(k)) => T(t.sub_scalar(k)),
+                (Scalar(k), T(t)) => T(t.neg().add_scalar(k)),
+                (Scalar(x), Scalar(y)) => Scalar(x - y),
+            },
+            MergeExpr::Mul(a, b) => match pair(a, b) {
+                (T(x), T(y)) => T(x * y),
+                (T(t), Scalar(k)) | (Scalar(k), T(t)) => T(t.mul_scalar(k)),
+                (Scalar(x), Scalar(y)) => Scalar(x * y),
+            },
+            MergeExpr::Div(a, b) => match pair(a, b) {
+                (T(x), T(y)) => T(x / y),
+                (T(t), Scalar(k)) => T(t.div_scalar(k)),
+                (Scalar(k), T(t)) => T(t.recip().mul_scalar(k)),
+                (Scalar(x), Scalar(y)) => Scalar(x / y),
+            },
+        }
+    }
+    match eval(expr, arms) {
+        Operand::Tensor(t) => t,
+        Operand::Scalar(_) => unreachable!("the checker requires a merge expression to use a branch"),
+    }
 }
 
 fn leaf(name: &str) -> String {
@@ -279,9 +342,12 @@ impl DynBlock {
                     Layer::BatchNorm { features } => {
                         self.field(&node.name, Field::Bn(BatchNormConfig::new(features as usize).init(device)))
                     }
-                    Layer::Linear { in_features, out_features, bias } => {
-                        let l =
+                    Layer::Linear { in_features, out_features, bias, bias_init } => {
+                        let mut l =
                             LinearConfig::new(in_features as usize, out_features as usize).with_bias(bias).init(device);
+                        if let Some(value) = bias_init {
+                            l.bias = fill_bias(l.bias, value);
+                        }
                         self.field(&node.name, Field::Linear(l))
                     }
                     Layer::Dropout { p } => self.field(&node.name, Field::Dropout(DropoutConfig::new(p).init())),
@@ -334,6 +400,10 @@ impl DynBlock {
                     let residual = residual_arm(*combinator, arms);
                     let arms = arms.iter().map(|arm| self.build_ops(arm, device)).collect();
                     Op::Combine { combinator: *combinator, arms, residual, lesioned: false }
+                }
+                NodeKind::Merge { arms, expr } => {
+                    let arms = arms.iter().map(|(_, arm)| self.build_ops(arm, device)).collect();
+                    Op::Merge { arms, expr: expr.clone() }
                 }
             };
             ops.push(op);
@@ -392,38 +462,45 @@ impl DynBlock {
                     let shortcut = &arms[1 - *r];
                     self.run(shortcut, x)
                 }
-                Op::Combine { combinator, arms, .. } => {
-                    let flat = matches!(x, Act::Flat(_));
-                    let input = x;
-                    let mut outs: Vec<Act> = Vec::with_capacity(arms.len());
-                    let (mut maps_in, mut flat_in) = match input {
-                        Act::Maps(t) => (Some(t), None),
-                        Act::Flat(t) => (None, Some(t)),
-                    };
-                    for (i, arm) in arms.iter().enumerate() {
-                        let last = i + 1 == arms.len();
-                        let branch_input = if flat {
-                            let t = if last {
-                                flat_in.take().expect("input kept for the last arm")
-                            } else {
-                                flat_in.clone().expect("input kept")
-                            };
-                            Act::Flat(t)
-                        } else {
-                            let t = if last {
-                                maps_in.take().expect("input kept for the last arm")
-                            } else {
-                                maps_in.clone().expect("input kept")
-                            };
-                            Act::Maps(t)
-                        };
-                        outs.push(self.run(arm, branch_input));
+                Op::Combine { combinator, arms, .. } => combine(*combinator, self.run_arms(arms, x)),
+                Op::Merge { arms, expr } => {
+                    let outs = self.run_arms(arms, x);
+                    if outs.iter().all(|o| matches!(o, Act::Flat(_))) {
+                        let outs: Vec<Tensor<2>> = outs.into_iter().map(Act::flat).collect();
+                        Act::Flat(merge(expr, &outs))
+                    } else {
+                        let outs: Vec<Tensor<4>> = outs.into_iter().map(Act::maps).collect();
+                        Act::Maps(merge(expr, &outs))
                     }
-                    combine(*combinator, outs)
                 }
             };
         }
         x
+    }
+}
+
+impl DynBlock {
+    /// Run each arm on the same input (cloned for all but the last).
+    fn run_arms(&self, arms: &[Vec<Op>], x: Act) -> Vec<Act> {
+        let mut outs = Vec::with_capacity(arms.len());
+        let (mut maps_in, mut flat_in) = match x {
+            Act::Maps(t) => (Some(t), None),
+            Act::Flat(t) => (None, Some(t)),
+        };
+        for (i, arm) in arms.iter().enumerate() {
+            let last = i + 1 == arms.len();
+            let input = match (&mut maps_in, &mut flat_in) {
+                (Some(t), _) if !last => Act::Maps(t.clone()),
+                (_, Some(t)) if !last => Act::Flat(t.clone()),
+                _ => match (maps_in.take(), flat_in.take()) {
+                    (Some(t), _) => Act::Maps(t),
+                    (_, Some(t)) => Act::Flat(t),
+                    (None, None) => unreachable!("the input is kept for the last arm"),
+                },
+            };
+            outs.push(self.run(arm, input));
+        }
+        outs
     }
 }
 

@@ -66,6 +66,119 @@ same_network!(language_tour, "tests/cases/language-tour.net", generated::case_la
 same_network!(flat_head, "tests/cases/flat-head.net", generated::case_flat_head::FlatHead);
 same_network!(mission_line, "tests/cases/mission-line.net", generated::case_mission_line::Mission);
 same_network!(untaken_branch, "tests/cases/untaken-branch.net", generated::case_untaken_branch::Untaken);
+same_network!(merge_tour, "tests/cases/merge.net", generated::case_merge::MergeTour);
+same_network!(
+    exclusive_gating,
+    "specs/ablations/exclusive-gating.net",
+    generated::ablation_exclusive_gating::ExclusiveGating
+);
+same_network!(
+    constant_scaling,
+    "specs/ablations/constant-scaling.net",
+    generated::ablation_constant_scaling::ConstantScaling
+);
+
+/// Reads every float tensor whose module path ends with `suffix`.
+struct Read {
+    path: Vec<String>,
+    suffix: &'static str,
+    values: Vec<f32>,
+    hits: usize,
+}
+
+impl burn::module::ModuleVisitor for Read {
+    fn enter_module(&mut self, name: &str, _container: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+        if self.path.join(".").ends_with(self.suffix) {
+            self.hits += 1;
+            self.values.extend(param.val().into_data().try_to_vec::<f32>().unwrap());
+        }
+    }
+}
+
+fn read<M: Module>(module: &M, suffix: &'static str) -> Read {
+    let mut r = Read { path: Vec::new(), suffix, values: Vec::new(), hits: 0 };
+    module.visit(&mut r);
+    r
+}
+
+/// `bias_init` starts every bias entry at its value, in the run-time and the emitted network.
+#[test]
+fn bias_init_sets_the_gate_bias() {
+    let device = Device::flex();
+    let net = network("specs/ablations/exclusive-gating.net");
+    let dynamic = read(&DynNet::new(&net, &device), "conv4.bias");
+    let emitted = read(&generated::ablation_exclusive_gating::ExclusiveGating::new(&device), "conv4.bias");
+    for r in [&dynamic, &emitted] {
+        assert_eq!(r.hits, 54, "one gate per unit of ResNet-110");
+        assert_eq!(r.values.len(), 18 * 16 + 18 * 32 + 18 * 64);
+        assert!(r.values.iter().all(|&v| v == -6.0));
+    }
+    // Other biases keep Burn's initialiser: the classifier's is not constant.
+    let linear = read(&DynNet::new(&net, &device), "linear1.bias");
+    assert!(linear.values.iter().any(|&v| v != linear.values[0]));
+}
+
+/// Sets `linear1.weight` to the identity and `linear1.bias` to zero.
+struct IdentityHead {
+    path: Vec<String>,
+}
+
+impl burn::module::ModuleMapper for IdentityHead {
+    fn enter_module(&mut self, name: &str, _container: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container: &str) {
+        self.path.pop();
+    }
+    fn map_float<const D: usize>(&mut self, param: burn::module::Param<Tensor<D>>) -> burn::module::Param<Tensor<D>> {
+        match self.path.join(".").as_str() {
+            "linear1.weight" => param.map(|t| {
+                let dims = t.dims();
+                let n = dims[0];
+                let eye: Vec<f32> = (0..n * n).map(|i| if i / n == i % n { 1.0 } else { 0.0 }).collect();
+                Tensor::from_data(burn::tensor::TensorData::new(eye, dims), &t.device())
+            }),
+            "linear1.bias" => param.map(|t| t.zeros_like()),
+            _ => param,
+        }
+    }
+}
+
+/// A merge of parameter-free branches computes its expression, element by element, with every
+/// operator and operand order (tensor and scalar on either side).
+#[test]
+fn merge_computes_its_expression() {
+    let text = "network m(classes = 6, k = 0.25) {
+        input 6x1x1
+        merge {
+            a = { }
+            b = { sigmoid }
+            c = { relu }
+        } => -a / 2 + k * b - a / (b + 1) + 3 / (b + 1) - (k - 1.5) * c * b - 1 + (2 - c) * 0.5
+        linear(classes)
+    }";
+    let mut c = Compilation::new();
+    let id = c.add_source("m.net", text.to_string());
+    let net = c.check(id, &[]).unwrap_or_else(|d| panic!("{}", c.render(&d, false)));
+    let device = Device::flex();
+    let model = DynNet::new(&net, &device).map(&mut IdentityHead { path: Vec::new() }).valid();
+    let input = [-2.0f32, -0.5, 0.0, 0.3, 1.0, 4.0];
+    let x = Tensor::<4>::from_data(burn::tensor::TensorData::new(input.to_vec(), [1, 6, 1, 1]), &device);
+    let got: Vec<f32> = model.forward(x).into_data().try_to_vec::<f32>().unwrap();
+    let k = 0.25f32;
+    for (a, g) in input.iter().zip(&got) {
+        let b = 1.0 / (1.0 + (-a).exp());
+        let c = a.max(0.0);
+        let want = -a / 2.0 + k * b - a / (b + 1.0) + 3.0 / (b + 1.0) - (k - 1.5) * c * b - 1.0 + (2.0 - c) * 0.5;
+        assert!((want - g).abs() < 1e-5, "x = {a}: want {want}, got {g}");
+    }
+}
 
 /// Zeroes the float tensors at the given module paths (`stage1.1.bn2.gamma`).
 struct Zero {

@@ -64,6 +64,9 @@ pub enum Op {
     If { cond: Expr, then: Branch, otherwise: Option<Branch>, span: Span },
     /// `{ a } + { b }`: branches from the same input, combined; one branch alone is a group.
     Combine { combinator: Option<Combinator>, arms: Vec<Branch>, span: Span },
+    /// `merge { a = { ... } b = { ... } } => expr`: named branches from the same input,
+    /// combined element-wise by `expr` over their names and scalar constants.
+    Merge { arms: Vec<(Ident, Branch)>, expr: Expr, span: Span },
 }
 
 impl Op {
@@ -71,7 +74,7 @@ impl Op {
     pub fn span(&self) -> Span {
         match self {
             Op::Call(call) => call.span,
-            Op::Stage { span, .. } | Op::If { span, .. } | Op::Combine { span, .. } => *span,
+            Op::Stage { span, .. } | Op::If { span, .. } | Op::Combine { span, .. } | Op::Merge { span, .. } => *span,
         }
     }
 }
@@ -274,6 +277,15 @@ fn write_op(f: &mut fmt::Formatter<'_>, op: &Op, depth: usize) -> fmt::Result {
                 write_branch(f, arm, depth)?;
             }
             Ok(())
+        }
+        Op::Merge { arms, expr, .. } => {
+            writeln!(f, "merge {{")?;
+            for (name, arm) in arms {
+                write!(f, "{}{} = ", "    ".repeat(depth + 1), name.name)?;
+                write_branch(f, arm, depth + 1)?;
+                writeln!(f)?;
+            }
+            write!(f, "{}}} => {expr}", "    ".repeat(depth))
         }
     }
 }

@@ -145,6 +145,8 @@ fn rule_name(rule: Rule) -> &'static str {
         Rule::if_op => "`if`",
         Rule::combine_op => "a `{ ... }` group",
         Rule::combinator => "`+`, `*` or `concat`",
+        Rule::merge_op => "`merge`",
+        Rule::merge_arm => "a named branch `name = { ... }`",
         Rule::call => "a layer or block",
         Rule::args => "`(`",
         Rule::arg => "an argument",
@@ -304,6 +306,23 @@ impl Builder {
                     }
                 }
                 Op::Combine { combinator: combinator.map(|c| c.0), arms, span }
+            }
+            Rule::merge_op => {
+                let mut arms = Vec::new();
+                let mut expr = None;
+                for p in pair.into_inner() {
+                    match p.as_rule() {
+                        Rule::merge_arm => {
+                            let mut parts = p.into_inner();
+                            let name = self.ident(parts.next().expect("merge arm has a name"));
+                            let branch = self.branch(parts.next().expect("merge arm has a branch"));
+                            arms.push((name, branch));
+                        }
+                        Rule::expr => expr = Some(self.expr(p)),
+                        _ => unreachable!("grammar: merge children"),
+                    }
+                }
+                Op::Merge { arms, expr: expr.expect("merge has an expression"), span }
             }
             _ => unreachable!("grammar: op kinds"),
         }
