@@ -55,6 +55,22 @@ fn main() {
             }
         }
     }
+    // Shipped specs with a network-level activation switched (`--set act=...`).
+    for (stem, spec, act) in
+        [("resnet_20_prelu", "specs/resnet-20.net", "prelu"), ("wrn_16_4_mish", "specs/wrn-16-4.net", "mish")]
+    {
+        let path = root.join(spec);
+        let text = std::fs::read_to_string(&path).expect("spec is readable");
+        let mut compilation = resnetc_compiler::Compilation::new();
+        let id = compilation.add_source(spec, text);
+        let value = resnetc_compiler::check::parse_value(act).expect("an activation");
+        let set = [resnetc_compiler::Override { name: "act".into(), value, span: None }];
+        let network = compilation.check(id, &set).unwrap_or_else(|d| panic!("{}", compilation.render(&d, false)));
+        let code =
+            resnetc_compiler::emit::emit(&network).unwrap_or_else(|d| panic!("{}", compilation.render(&d, false)));
+        std::fs::write(Path::new(&out_dir).join(format!("{stem}.rs")), code).expect("OUT_DIR is writable");
+        writeln!(index, "pub mod {stem} {{ include!(concat!(env!(\"OUT_DIR\"), \"/{stem}.rs\")); }}").unwrap();
+    }
     writeln!(
         index,
         "/// Builds a network, runs it, returns (Burn's parameter count, `PARAMS`, output dims).\npub type Runner = fn(&burn::tensor::Device) -> (usize, usize, [usize; 2]);\n/// Every spec of tests/cases: its name, `run` entry point and checked summary (JSON).\npub const CASES: &[(&str, Runner, &str)] = &[{}];",

@@ -83,7 +83,7 @@ fn compile_writes_rust_to_stdout_or_a_file() {
 #[test]
 fn compile_emits_ast_and_ir() {
     let ast = text(&resnetc(&["compile", "specs/resnet-20.net", "--emit", "ast"]).stdout);
-    assert!(ast.contains("stage n x basic(32, stride = 2)"), "{ast}");
+    assert!(ast.contains("stage n x basic(32, stride = 2, act = act)"), "{ast}");
     let ir = resnetc(&["compile", "specs/resnet-20.net", "--emit", "ir"]);
     let json: serde_json::Value = serde_json::from_slice(&ir.stdout).unwrap();
     assert_eq!(json["trainable_params"], 272_474);

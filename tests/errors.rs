@@ -41,6 +41,10 @@ macro_rules! error_tests {
 }
 
 error_tests! {
+    act_differs_between_calls => "tests/errors/act-differs-between-calls.net",
+    act_not_activation => "tests/errors/act-not-activation.net",
+    act_too_many_arguments => "tests/errors/act-too-many-arguments.net",
+    act_with_arguments => "tests/errors/act-with-arguments.net",
     activation_bad_range => "tests/errors/activation-bad-range.net",
     bias_init_without_bias => "tests/errors/bias-init-without-bias.net",
     merge_duplicate_branch => "tests/errors/merge-duplicate-branch.net",

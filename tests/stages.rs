@@ -69,6 +69,7 @@ stage_tests! {
     ablation_relu_only_preactivation => "specs/ablations/relu-only-preactivation.net",
     ablation_shortcut_only_gating => "specs/ablations/shortcut-only-gating.net",
     case_activations => "tests/cases/activations.net",
+    case_activation_params => "tests/cases/activation-params.net",
     case_merge => "tests/cases/merge.net",
     case_flat_head => "tests/cases/flat-head.net",
     case_imagenet_stem => "tests/cases/imagenet-stem.net",

@@ -6,7 +6,7 @@
 //! reported once even when the faulty block is expanded many times.
 
 use crate::diag::{Diagnostic, Span, codes};
-use crate::ir::{Layer, MergeExpr, Network, Node, NodeKind, Shape, Ty, Value};
+use crate::ir::{Activation, Layer, MergeExpr, Network, Node, NodeKind, Shape, Ty, Value};
 use crate::names::{self, did_you_mean, is_primitive, site_names};
 use crate::syntax::ast::{self, BinaryOp, Call, Combinator, DefKind, Definition, Expr, ExprKind, Op, Stmt, UnaryOp};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -39,12 +39,13 @@ impl Override {
             return Err(format!("`{name}` is not a parameter name"));
         }
         let value = parse_value(value.trim())
-            .ok_or_else(|| format!("`{}` is not a number or boolean (in `{text}`)", value.trim()))?;
+            .ok_or_else(|| format!("`{}` is not a number, boolean or activation (in `{text}`)", value.trim()))?;
         Ok(Override { name: name.to_string(), value, span: None })
     }
 }
 
-/// Parse a literal value: an integer, a float or a boolean.
+/// Parse a literal value: an integer, a float, a boolean, or an activation (`mish`,
+/// `leaky_relu(0.2)`).
 pub fn parse_value(text: &str) -> Option<Value> {
     match text {
         "true" => Some(Value::Bool(true)),
@@ -53,8 +54,29 @@ pub fn parse_value(text: &str) -> Option<Value> {
             .parse::<i64>()
             .map(Value::Int)
             .ok()
-            .or_else(|| text.parse::<f64>().ok().filter(|f| f.is_finite()).map(Value::Float)),
+            .or_else(|| text.parse::<f64>().ok().filter(|f| f.is_finite()).map(Value::Float))
+            .or_else(|| parse_activation(text).map(Value::Act)),
     }
+}
+
+/// `mish` or `leaky_relu(0.2)`: an activation with its arguments (numbers only).
+fn parse_activation(text: &str) -> Option<Activation> {
+    let (name, args) = match text.split_once('(') {
+        Some((name, rest)) => (name.trim(), Some(rest.strip_suffix(')')?)),
+        None => (text, None),
+    };
+    let mut act = Activation::named(name)?;
+    let params = names::activation_params(act.function).unwrap_or(&[]);
+    if let Some(args) = args.filter(|a| !a.trim().is_empty()) {
+        let values: Vec<&str> = args.split(',').collect();
+        if values.len() > params.len() {
+            return None;
+        }
+        for (slot, v) in act.args.iter_mut().zip(values) {
+            *slot = v.trim().parse::<f64>().ok().filter(|f| f.is_finite())?;
+        }
+    }
+    Some(act)
 }
 
 /// Check the network of `user`, with the blocks of `prelude` and `user` in scope.
@@ -173,6 +195,8 @@ struct Checker {
     nodes: usize,
     aborted: bool,
     block_param_types: BTreeMap<String, Vec<Option<Ty>>>,
+    /// Distinct activations each block parameter took (empty for other types).
+    block_activations: BTreeMap<String, Vec<Vec<Activation>>>,
     used_blocks: Vec<String>,
 }
 
@@ -303,12 +327,14 @@ impl Checker {
         for block in reachable {
             if !self.used_blocks.contains(&block) {
                 let def = self.defs[&block].clone();
-                let types: Vec<Option<Ty>> = def
+                let values: Vec<Option<Value>> = def
                     .params
                     .iter()
-                    .map(|p| p.default.as_ref().and_then(|d| self.eval(d, &Scope::default())).map(Value::ty))
+                    .map(|p| p.default.as_ref().and_then(|d| self.eval(d, &Scope::default())))
                     .collect();
+                let types: Vec<Option<Ty>> = values.iter().map(|v| v.map(Value::ty)).collect();
                 self.record_param_types(&block, &types);
+                self.record_activations(&block, &values);
                 self.used_blocks.push(block);
             }
         }
@@ -329,6 +355,7 @@ impl Checker {
             macs,
             body: nodes,
             block_param_types,
+            block_activations: std::mem::take(&mut self.block_activations),
             definition: def.clone(),
             blocks,
         })
@@ -459,6 +486,47 @@ impl Checker {
             Op::Call(call) => {
                 if is_primitive(&call.name.name) {
                     let (layer, out) = self.primitive(call, scope, shape.as_ref())?;
+                    let input = shape?;
+                    if !self.count_node(call.span) {
+                        return None;
+                    }
+                    let (params, macs) = self.counts(&layer, &out, call.span)?;
+                    nodes.push(Node { name, kind: NodeKind::Layer(layer), input, output: out, params, macs });
+                    Some(out)
+                } else if let Some(value) = scope.get(&call.name.name) {
+                    // A parameter or `let` called as a layer: it must hold an activation.
+                    let act = match value? {
+                        Value::Act(a) => a,
+                        other => {
+                            self.error(
+                                Diagnostic::error(
+                                    codes::TYPE,
+                                    call.name.span,
+                                    format!(
+                                        "`{}` is {} {}, not an activation: only activations can be called as layers",
+                                        call.name.name,
+                                        article(other.ty()),
+                                        other.ty()
+                                    ),
+                                )
+                                .label(format!("`{}` = {other}", call.name.name)),
+                            );
+                            return None;
+                        }
+                    };
+                    if let Some(arg) = call.args.first() {
+                        self.error(
+                            Diagnostic::error(
+                                codes::TOO_MANY_ARGUMENTS,
+                                arg.span,
+                                format!("`{}` holds an activation ({act}) and takes no arguments", call.name.name),
+                            )
+                            .help(format!("give the arguments with the value: `{}(...)`", act.function)),
+                        );
+                        return None;
+                    }
+                    let call = activation_call(act, call);
+                    let (layer, out) = self.primitive(&call, scope, shape.as_ref())?;
                     let input = shape?;
                     if !self.count_node(call.span) {
                         return None;
@@ -850,6 +918,7 @@ impl Checker {
         let mut inner = Scope::default();
         let mut ok = true;
         let mut types = Vec::new();
+        let mut values = Vec::new();
         for (p, arg) in def.params.iter().zip(bound) {
             let value = match arg {
                 Some((v, _)) => Some(v),
@@ -862,9 +931,11 @@ impl Checker {
             };
             ok &= value.is_some();
             types.push(value.map(Value::ty));
+            values.push(value);
             inner.set(&p.name.name, value);
         }
         self.record_param_types(&block, &types);
+        self.record_activations(&block, &values);
         let chw = shape.as_ref().and_then(Shape::as_chw);
         if shape.is_some() && chw.is_none() {
             self.error(Diagnostic::error(
@@ -897,6 +968,17 @@ impl Checker {
             return None;
         };
         Some(Node { name, kind: NodeKind::Block { block, body }, input, output: out, params, macs })
+    }
+
+    fn record_activations(&mut self, block: &str, values: &[Option<Value>]) {
+        let entry = self.block_activations.entry(block.to_string()).or_insert_with(|| vec![Vec::new(); values.len()]);
+        for (seen, value) in entry.iter_mut().zip(values) {
+            if let Some(Value::Act(a)) = value
+                && !seen.contains(a)
+            {
+                seen.push(*a);
+            }
+        }
     }
 
     fn record_param_types(&mut self, block: &str, types: &[Option<Ty>]) {
@@ -1094,6 +1176,10 @@ impl Checker {
             self.bind_slots(call, names::primitive_params(&call.name.name));
             return;
         }
+        if scope.contains(&call.name.name) {
+            // A name in scope called as a layer: its value must be an activation, known when expanded.
+            return;
+        }
         let Some(def) = self.defs.get(&call.name.name).cloned() else {
             self.unknown_block(call);
             return;
@@ -1109,7 +1195,7 @@ impl Checker {
 
     fn resolve_expr(&mut self, e: &Expr, scope: &[String]) {
         match &e.kind {
-            ExprKind::Var(name) if !scope.iter().any(|s| s == name) => {
+            ExprKind::Var(name) if !scope.iter().any(|s| s == name) && Activation::named(name).is_none() => {
                 self.unknown_name(name, e.span, scope.iter().map(String::as_str));
             }
             ExprKind::Unary(_, a) => self.resolve_expr(a, scope),
@@ -1118,7 +1204,9 @@ impl Checker {
                 self.resolve_expr(b, scope);
             }
             ExprKind::Func(name, args) => {
-                self.function_arity(name, args.len(), e.span);
+                if Activation::named(&name.name).is_none() {
+                    self.function_arity(name, args.len(), e.span);
+                }
                 for a in args {
                     self.resolve_expr(a, scope);
                 }
@@ -1503,10 +1591,13 @@ impl Checker {
             ExprKind::Bool(v) => Some(Value::Bool(*v)),
             ExprKind::Var(name) => match scope.get(name) {
                 Some(v) => v,
-                None => {
-                    self.unknown_name(name, e.span, scope.names());
-                    None
-                }
+                None => match Activation::named(name) {
+                    Some(a) => Some(Value::Act(a)),
+                    None => {
+                        self.unknown_name(name, e.span, scope.names());
+                        None
+                    }
+                },
             },
             ExprKind::Unary(op, inner) => {
                 let v = self.eval(inner, scope)?;
@@ -1535,9 +1626,36 @@ impl Checker {
             ExprKind::Func(name, args) => {
                 let values: Vec<Option<Value>> = args.iter().map(|a| self.eval(a, scope)).collect();
                 let values: Vec<Value> = values.into_iter().collect::<Option<_>>()?;
-                self.func(name, &values, args, e.span)
+                match Activation::named(&name.name) {
+                    Some(act) => self.activation_value(act, &values, args, e.span),
+                    None => self.func(name, &values, args, e.span),
+                }
             }
         }
+    }
+
+    /// `leaky_relu(0.2)` as a value: the activation with its arguments.
+    fn activation_value(&mut self, mut act: Activation, values: &[Value], args: &[Expr], span: Span) -> Option<Value> {
+        let params = names::activation_params(act.function).unwrap_or(&[]);
+        if values.len() > params.len() {
+            self.error(Diagnostic::error(
+                codes::TOO_MANY_ARGUMENTS,
+                span,
+                format!("`{}` takes {} argument(s), got {}", act.function, params.len(), values.len()),
+            ));
+            return None;
+        }
+        for ((slot, v), arg) in act.args.iter_mut().zip(values).zip(args) {
+            *slot = match *v {
+                Value::Int(i) => i as f64,
+                Value::Float(f) => f,
+                other => {
+                    self.type_error(arg.span, Ty::Float, other);
+                    return None;
+                }
+            };
+        }
+        Some(Value::Act(act))
     }
 
     fn binary(&mut self, op: BinaryOp, a: Value, b: Value, e: &Expr, sa: Span, sb: Span) -> Option<Value> {
@@ -1557,7 +1675,10 @@ impl Checker {
                 };
                 Some(Value::Bool(if op == Or { x || y } else { x && y }))
             }
-            Eq | Ne if matches!((a, b), (Value::Bool(_), Value::Bool(_))) => {
+            Eq | Ne
+                if matches!((a, b), (Value::Bool(_), Value::Bool(_)))
+                    || matches!((a, b), (Value::Act(_), Value::Act(_))) =>
+            {
                 let eq = a == b;
                 Some(Value::Bool(if op == Eq { eq } else { !eq }))
             }
@@ -1565,10 +1686,10 @@ impl Checker {
                 let num = |v: Value| match v {
                     Value::Int(i) => Some(i as f64),
                     Value::Float(f) => Some(f),
-                    Value::Bool(_) => None,
+                    Value::Bool(_) | Value::Act(_) => None,
                 };
                 let (Some(x), Some(y)) = (num(a), num(b)) else {
-                    let (s, v) = if matches!(a, Value::Bool(_)) { (sa, a) } else { (sb, b) };
+                    let (s, v) = if matches!(a, Value::Bool(_) | Value::Act(_)) { (sa, a) } else { (sb, b) };
                     self.type_error(s, Ty::Int, v);
                     return None;
                 };
@@ -1634,7 +1755,7 @@ impl Checker {
         let mut nums = Vec::new();
         for (v, a) in values.iter().zip(args) {
             match v {
-                Value::Bool(_) => {
+                Value::Bool(_) | Value::Act(_) => {
                     self.type_error(a.span, Ty::Float, *v);
                     return None;
                 }
@@ -1678,6 +1799,16 @@ fn args_at(args: &[Bound], i: usize) -> Bound {
 }
 
 /// Whether `a` and `b` multiply by broadcasting a `C×1×1` gate over `C×H×W`.
+/// The primitive call an activation-valued name stands for, at the name's call site.
+fn activation_call(act: Activation, call: &Call) -> Call {
+    let args = act
+        .args()
+        .iter()
+        .map(|v| ast::Arg { name: None, value: Expr { kind: ExprKind::Float(*v), span: call.span }, span: call.span })
+        .collect();
+    Call { name: ast::Ident { name: act.function.to_string(), span: call.name.span }, args, span: call.span }
+}
+
 /// Whether `e` mentions any of `names` as a variable.
 fn mentions_any(e: &Expr, names: &[&str]) -> bool {
     match &e.kind {
@@ -1702,7 +1833,7 @@ fn sum<'a>(nodes: impl IntoIterator<Item = &'a Node>, f: impl Fn(&Node) -> u64) 
 
 fn article(ty: Ty) -> &'static str {
     match ty {
-        Ty::Int => "an",
+        Ty::Int | Ty::Act => "an",
         _ => "a",
     }
 }
@@ -1753,6 +1884,33 @@ mod tests {
         assert!(Override::parse("k=ten").is_err());
         assert!(Override::parse("bad name=1").is_err());
         assert!(Override::parse("x=inf").is_err());
+    }
+
+    #[test]
+    fn overrides_parse_activations() {
+        let act = |text: &str| match Override::parse(text).map(|o| o.value) {
+            Ok(Value::Act(a)) => Ok(a.to_string()),
+            other => Err(format!("{other:?}")),
+        };
+        assert_eq!(act("act=mish").unwrap(), "mish");
+        assert_eq!(act("act=prelu").unwrap(), "prelu");
+        assert_eq!(act("act=leaky_relu").unwrap(), "leaky_relu(0.01)", "defaults filled in");
+        assert_eq!(act("act=leaky_relu(0.2)").unwrap(), "leaky_relu(0.2)");
+        assert_eq!(act("act=hardtanh(-2, 2.5)").unwrap(), "hardtanh(-2.0, 2.5)");
+        assert!(act("act=leaky_relu(0.2, 3)").is_err(), "too many arguments");
+        assert!(act("act=leaky_relu(x)").is_err());
+        assert!(act("act=conv3x3").is_err(), "a layer, not an activation");
+        assert!(act("act=mish(1)").is_err());
+    }
+
+    #[test]
+    fn activations_are_values() {
+        assert_eq!(eval("mish").unwrap().to_string(), "mish");
+        assert_eq!(eval("elu(0.5)").unwrap().to_string(), "elu(0.5)");
+        assert_eq!(eval("relu == relu").unwrap(), Value::Bool(true));
+        assert_eq!(eval("relu != leaky_relu(0.1)").unwrap(), Value::Bool(true));
+        assert!(eval("relu + 1").is_err(), "no arithmetic on activations");
+        assert!(eval("elu(true)").is_err());
     }
 
     fn eval(text: &str) -> Result<Value, Vec<Diagnostic>> {

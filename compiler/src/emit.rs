@@ -10,7 +10,7 @@
 
 use crate::diag::Span as DSpan;
 use crate::diag::{Diagnostic, codes};
-use crate::ir::{Network, Node, NodeKind, Ty, Value};
+use crate::ir::{Activation, Network, Node, NodeKind, Ty, Value};
 use crate::names::{self, camel_case, site_names};
 use crate::syntax::ast::{BinaryOp, Branch, Call, Combinator, Definition, Expr, ExprKind, Op, Stmt, UnaryOp};
 use proc_macro2::{Ident, Literal, TokenStream};
@@ -151,6 +151,8 @@ struct Typed {
 struct DefCtx<'d> {
     def: &'d Definition,
     names: HashMap<DSpan, String>,
+    /// Activation-valued parameters: their one value (calls of them are emitted as that layer).
+    acts: HashMap<String, Activation>,
     /// Variable name → (Rust ident, type).
     vars: Vec<(String, Ident, Ty)>,
     temp: usize,
@@ -207,7 +209,12 @@ impl<'a> Emitter<'a> {
     }
 
     fn definition(&mut self, def: &Definition, is_network: bool) -> Result<TokenStream, Vec<Diagnostic>> {
-        let mut ctx = DefCtx { def, names: site_names(def), vars: Vec::new(), temp: 0 };
+        // Field names come from the definition as written (`act1`), its layers from the values.
+        let names = site_names(def);
+        let acts = self.activation_params(def, is_network)?;
+        let resolved = Definition { body: resolve_activation_calls(&def.body, &acts), ..def.clone() };
+        let def = &resolved;
+        let mut ctx = DefCtx { def, names, acts, vars: Vec::new(), temp: 0 };
         let type_name = if is_network {
             format_ident!("{}", self.network.type_name)
         } else {
@@ -229,6 +236,9 @@ impl<'a> Emitter<'a> {
         let mut ctor = Vec::new();
         let signature = if is_network {
             for (name, value) in &self.network.params {
+                if matches!(value, Value::Act(_)) {
+                    continue;
+                }
                 let ident = ctx.var_ident(name);
                 let (ty, lit) = value_tokens(*value);
                 ctor.push(quote! { let #ident: #ty = #lit; });
@@ -242,6 +252,9 @@ impl<'a> Emitter<'a> {
             let mut args = Vec::new();
             for (i, p) in def.params.iter().enumerate() {
                 let ty = types.get(i).copied().unwrap_or(Ty::Int);
+                if ty == Ty::Act {
+                    continue;
+                }
                 let ident = ctx.var_ident(&p.name.name);
                 let rust_ty = ty_tokens(ty);
                 args.push(quote! { #ident: #rust_ty });
@@ -294,9 +307,11 @@ impl<'a> Emitter<'a> {
                 def.name.name,
                 def.params
                     .iter()
-                    .map(|p| match &p.default {
-                        Some(d) => format!("{} = {d}", p.name.name),
-                        None => p.name.name.clone(),
+                    .map(|p| match (ctx.acts.get(&p.name.name), &p.default) {
+                        // An activation parameter is fixed in the struct: show the one it applies.
+                        (Some(act), _) => format!("{} = {act}", p.name.name),
+                        (None, Some(d)) => format!("{} = {d}", p.name.name),
+                        (None, None) => p.name.name.clone(),
                     })
                     .collect::<Vec<_>>()
                     .join(", ")
@@ -360,6 +375,52 @@ impl<'a> Emitter<'a> {
                 }
             }
         })
+    }
+
+    /// The value of each activation-typed parameter of a definition. A block's struct serves
+    /// every call, so each such parameter must take one activation throughout the network.
+    fn activation_params(
+        &self,
+        def: &Definition,
+        is_network: bool,
+    ) -> Result<HashMap<String, Activation>, Vec<Diagnostic>> {
+        let mut acts = HashMap::new();
+        if is_network {
+            for (name, value) in &self.network.params {
+                if let Value::Act(a) = value {
+                    acts.insert(name.clone(), *a);
+                }
+            }
+            return Ok(acts);
+        }
+        let seen = self.network.block_activations.get(&def.name.name).cloned().unwrap_or_default();
+        for (p, values) in def.params.iter().zip(seen) {
+            match values.as_slice() {
+                [] => {}
+                [one] => {
+                    acts.insert(p.name.name.clone(), *one);
+                }
+                many => {
+                    let listed: Vec<String> = many.iter().map(ToString::to_string).collect();
+                    return Err(vec![
+                        Diagnostic::error(
+                            codes::EMIT,
+                            p.name.span,
+                            format!(
+                                "block `{}` is called with different activations for `{}` ({}); the generated \
+                                 struct serves every call, so it needs one",
+                                def.name.name,
+                                p.name.name,
+                                listed.join(", ")
+                            ),
+                        )
+                        .label(format!("takes {} across its calls", listed.join(" and ")))
+                        .help("pass the same activation to every call, or define one block per activation"),
+                    ]);
+                }
+            }
+        }
+        Ok(acts)
     }
 
     fn fields(&mut self, body: &[Stmt], ctx: &DefCtx, optional: bool, out: &mut Vec<Field>) {
@@ -638,6 +699,10 @@ impl<'a> Emitter<'a> {
         let mut positional = call.args.iter().filter(|a| a.name.is_none());
         for (i, p) in def.params.iter().enumerate() {
             let ty = types.get(i).copied().unwrap_or(Ty::Int);
+            if ty == Ty::Act {
+                // Fixed per block definition (see `activation_params`), not a constructor argument.
+                continue;
+            }
             let given = call
                 .args
                 .iter()
@@ -1025,6 +1090,16 @@ impl<'a> Emitter<'a> {
             ExprKind::Bool(v) => Typed { tokens: if *v { quote!(true) } else { quote!(false) }, ty: Ty::Bool, prec: 9 },
             ExprKind::Var(name) => {
                 let Some((ident, ty)) = ctx.lookup(name) else {
+                    if ctx.acts.contains_key(name) || Activation::named(name).is_some() {
+                        return Err(vec![Diagnostic::error(
+                            codes::EMIT,
+                            e.span,
+                            format!(
+                                "`{name}` is an activation used in an expression: the code generator supports \
+                                 activation values only as parameters called as layers"
+                            ),
+                        )]);
+                    }
                     return Err(vec![Diagnostic::error(
                         codes::EMIT,
                         e.span,
@@ -1425,6 +1500,50 @@ fn mentions(body: &[Stmt], var: &str) -> bool {
     })
 }
 
+/// The body with every call of an activation-valued parameter replaced by that activation's
+/// primitive call (literal arguments), spans kept so field names stay those of the source.
+fn resolve_activation_calls(body: &[Stmt], acts: &HashMap<String, Activation>) -> Vec<Stmt> {
+    if acts.is_empty() {
+        return body.to_vec();
+    }
+    let branch = |b: &Branch| Branch { body: resolve_activation_calls(&b.body, acts), span: b.span };
+    body.iter()
+        .map(|stmt| match stmt {
+            Stmt::Op(Op::Call(call)) => match acts.get(&call.name.name) {
+                Some(act) => {
+                    let args = act
+                        .args()
+                        .iter()
+                        .map(|v| crate::syntax::ast::Arg {
+                            name: None,
+                            value: Expr { kind: ExprKind::Float(*v), span: call.span },
+                            span: call.span,
+                        })
+                        .collect();
+                    let name = crate::syntax::ast::Ident { name: act.function.to_string(), span: call.name.span };
+                    Stmt::Op(Op::Call(Call { name, args, span: call.span }))
+                }
+                None => stmt.clone(),
+            },
+            Stmt::Op(Op::If { cond, then, otherwise, span }) => Stmt::Op(Op::If {
+                cond: cond.clone(),
+                then: branch(then),
+                otherwise: otherwise.as_ref().map(branch),
+                span: *span,
+            }),
+            Stmt::Op(Op::Combine { combinator, arms, span }) => {
+                Stmt::Op(Op::Combine { combinator: *combinator, arms: arms.iter().map(branch).collect(), span: *span })
+            }
+            Stmt::Op(Op::Merge { arms, expr, span }) => Stmt::Op(Op::Merge {
+                arms: arms.iter().map(|(n, b)| (n.clone(), branch(b))).collect(),
+                expr: expr.clone(),
+                span: *span,
+            }),
+            other => other.clone(),
+        })
+        .collect()
+}
+
 /// The branch names of a merge, in order.
 fn arm_names(arms: &[(crate::syntax::ast::Ident, Branch)]) -> Vec<String> {
     arms.iter().map(|(n, _)| n.name.clone()).collect()
@@ -1611,6 +1730,8 @@ fn ty_tokens(ty: Ty) -> TokenStream {
         Ty::Int => quote!(i64),
         Ty::Float => quote!(f64),
         Ty::Bool => quote!(bool),
+        // Activation parameters are resolved before emission, never declared.
+        Ty::Act => quote!(()),
     }
 }
 
@@ -1619,6 +1740,7 @@ fn value_tokens(v: Value) -> (TokenStream, TokenStream) {
         Value::Int(i) => (quote!(i64), Literal::i64_unsuffixed(i).into_token_stream()),
         Value::Float(f) => (quote!(f64), Literal::f64_unsuffixed(f).into_token_stream()),
         Value::Bool(b) => (quote!(bool), if b { quote!(true) } else { quote!(false) }),
+        Value::Act(_) => (quote!(()), quote!(())),
     }
 }
 

@@ -71,6 +71,8 @@ pub enum Value {
     Int(i64),
     Float(f64),
     Bool(bool),
+    /// An activation layer (`act = mish`, `leaky_relu(0.2)`): a parameter called as a layer.
+    Act(Activation),
 }
 
 impl Value {
@@ -80,6 +82,7 @@ impl Value {
             Value::Int(_) => Ty::Int,
             Value::Float(_) => Ty::Float,
             Value::Bool(_) => Ty::Bool,
+            Value::Act(_) => Ty::Act,
         }
     }
 }
@@ -90,7 +93,52 @@ impl fmt::Display for Value {
             Value::Int(v) => write!(f, "{v}"),
             Value::Float(v) => write!(f, "{v:?}"),
             Value::Bool(v) => write!(f, "{v}"),
+            Value::Act(a) => write!(f, "{a}"),
         }
+    }
+}
+
+/// An activation as a value: the primitive's name and its arguments, defaults filled in.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Activation {
+    /// The primitive (`relu`, `prelu`, `leaky_relu`, ...).
+    pub function: &'static str,
+    /// Its arguments in positional order; only the first `names::activation_params` are used.
+    pub args: [f64; 2],
+}
+
+impl Activation {
+    /// The activation primitive `name` with its default arguments, if it is one.
+    pub fn named(name: &str) -> Option<Activation> {
+        let function = crate::names::activation_value(name)?;
+        let mut args = [0.0; 2];
+        for (slot, (_, default)) in args.iter_mut().zip(crate::names::activation_params(function).unwrap_or(&[])) {
+            *slot = *default;
+        }
+        Some(Activation { function, args })
+    }
+
+    /// The arguments the primitive takes.
+    pub fn args(&self) -> &[f64] {
+        &self.args[..crate::names::activation_params(self.function).map_or(0, <[_]>::len)]
+    }
+}
+
+impl fmt::Display for Activation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.function)?;
+        let args = self.args();
+        if !args.is_empty() {
+            let list: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+            write!(f, "({})", list.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Activation {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 
@@ -101,6 +149,8 @@ pub enum Ty {
     Int,
     Float,
     Bool,
+    /// An activation layer.
+    Act,
 }
 
 impl fmt::Display for Ty {
@@ -109,6 +159,7 @@ impl fmt::Display for Ty {
             Ty::Int => "integer",
             Ty::Float => "float",
             Ty::Bool => "boolean",
+            Ty::Act => "activation",
         })
     }
 }
@@ -296,6 +347,10 @@ pub struct Network {
     pub body: Vec<Node>,
     /// For each block used, the type each of its parameters takes across all calls.
     pub block_param_types: BTreeMap<String, Vec<Ty>>,
+    /// For each block used, the distinct activations each activation-typed parameter took
+    /// across all calls (empty for other parameters), in first-seen order.
+    #[serde(skip)]
+    pub block_activations: BTreeMap<String, Vec<Vec<Activation>>>,
     /// The network's definition, as written.
     #[serde(skip)]
     pub definition: Definition,

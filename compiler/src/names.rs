@@ -52,6 +52,13 @@ pub fn activation_params(name: &str) -> Option<&'static [(&'static str, f64)]> {
     })
 }
 
+/// The primitive an activation value names (`relu`, `prelu`, `mish`, ...), as a static name:
+/// the element-wise activations, the learned `prelu`, and `identity` (no activation).
+pub fn activation_value(name: &str) -> Option<&'static str> {
+    let is_act = matches!(name, "relu" | "sigmoid" | "prelu" | "identity") || activation_params(name).is_some();
+    if is_act { PRIMITIVES.iter().copied().find(|p| *p == name) } else { None }
+}
+
 /// Functions usable in expressions.
 pub const FUNCTIONS: &[&str] = &["floor", "ceil", "round", "int", "float", "min", "max", "abs"];
 

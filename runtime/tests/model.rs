@@ -9,11 +9,18 @@ use resnetc_compiler::Compilation;
 use resnetc_runtime::model::{DynNet, tensor_paths};
 
 fn network(path: &str) -> resnetc_compiler::Network {
+    network_with(path, &[])
+}
+
+/// A spec checked with `--set NAME=VALUE` overrides.
+fn network_with(path: &str, set: &[&str]) -> resnetc_compiler::Network {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let text = std::fs::read_to_string(format!("{root}/{path}")).unwrap();
     let mut c = Compilation::new();
     let id = c.add_source(path, text);
-    c.check(id, &[]).unwrap_or_else(|d| panic!("{}", c.render(&d, false)))
+    let overrides: Vec<resnetc_compiler::Override> =
+        set.iter().map(|s| resnetc_compiler::Override::parse(s).unwrap()).collect();
+    c.check(id, &overrides).unwrap_or_else(|d| panic!("{}", c.render(&d, false)))
 }
 
 fn max_diff(a: &Tensor<2>, b: &Tensor<2>) -> f32 {
@@ -25,10 +32,13 @@ fn max_diff(a: &Tensor<2>, b: &Tensor<2>) -> f32 {
 
 macro_rules! same_network {
     ($test:ident, $path:literal, $ty:ty) => {
+        same_network!($test, $path, $ty, []);
+    };
+    ($test:ident, $path:literal, $ty:ty, [$($set:literal),*]) => {
         #[test]
         fn $test() {
             let device = Device::flex();
-            let net = network($path);
+            let net = network_with($path, &[$($set),*]);
             let dynamic = DynNet::new(&net, &device);
             let emitted = <$ty>::new(&device);
             assert_eq!(dynamic.tensor_paths(), tensor_paths(&emitted), "parameter names and shapes");
@@ -67,6 +77,34 @@ same_network!(flat_head, "tests/cases/flat-head.net", generated::case_flat_head:
 same_network!(mission_line, "tests/cases/mission-line.net", generated::case_mission_line::Mission);
 same_network!(untaken_branch, "tests/cases/untaken-branch.net", generated::case_untaken_branch::Untaken);
 same_network!(merge_tour, "tests/cases/merge.net", generated::case_merge::MergeTour);
+same_network!(
+    activation_params,
+    "tests/cases/activation-params.net",
+    generated::case_activation_params::ActivationParams
+);
+same_network!(resnet_20_prelu, "specs/resnet-20.net", generated::resnet_20_prelu::Resnet20, ["act=prelu"]);
+same_network!(wrn_16_4_mish, "specs/wrn-16-4.net", generated::wrn_16_4_mish::Wrn164, ["act=mish"]);
+
+/// `--set act=...` switches every activation of a shipped network: the layers change kind
+/// (PReLU adds one learned slope per channel), everything else stays.
+#[test]
+fn act_switches_the_whole_family() {
+    let relu = network("specs/resnet-56.net");
+    let mish = network_with("specs/resnet-56.net", &["act=mish"]);
+    let prelu = network_with("specs/resnet-56.net", &["act=prelu"]);
+    let kinds = |n: &resnetc_compiler::Network, kind: &str| n.summary_rows().iter().filter(|r| r.kind == kind).count();
+    // Stem, then two per unit of 27 basic units.
+    assert_eq!(kinds(&relu, "relu"), 1 + 2 * 27);
+    assert_eq!((kinds(&mish, "mish"), kinds(&mish, "relu")), (55, 0));
+    assert_eq!((kinds(&prelu, "prelu"), kinds(&prelu, "relu")), (55, 0));
+    assert_eq!(mish.trainable_params, relu.trainable_params);
+    // One slope per channel: the stem's 16 and each unit's two activations at its width.
+    let slopes: u64 = 16 + 2 * 9 * (16 + 32 + 64);
+    assert_eq!(prelu.trainable_params, relu.trainable_params + slopes);
+    let device = Device::flex();
+    let x = Tensor::<4>::random([1, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+    assert_eq!(DynNet::new(&mish, &device).valid().forward(x).dims(), [1, 10]);
+}
 same_network!(
     exclusive_gating,
     "specs/ablations/exclusive-gating.net",
