@@ -16,6 +16,8 @@ use std::time::Duration;
 const SPECS: &[&str] = &["resnet-20", "resnet-56", "wrn-16-4", "resnext-29-8x16d", "densenet-bc-100-12"];
 
 fn train_step(c: &mut Criterion) {
+    // As the `resnetc` binary does: keep each step's freed buffers for the next one.
+    resnetc_runtime::memory::keep_freed_memory();
     let chosen = std::env::var("RESNETC_BENCH_SPECS").ok();
     let device = Device::flex();
     let mut group = c.benchmark_group("train_step_cpu");

@@ -84,6 +84,8 @@ fn parse_override(text: &str) -> Result<Override, String> {
 }
 
 fn main() -> ExitCode {
+    #[cfg(feature = "train")]
+    resnetc_runtime::memory::keep_freed_memory();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,12 +10,14 @@
 //! - [`report`]: the run folder's `metrics.csv`, `curves.svg` and `summary.json`;
 //! - [`device`]: `--device` values, GPU backends behind cargo features;
 //! - [`bench`]: training and inference throughput (`resnetc bench`);
-//! - [`lesion`]: the lesion study of Veit et al. 2016 (`resnetc lesion`).
+//! - [`lesion`]: the lesion study of Veit et al. 2016 (`resnetc lesion`);
+//! - [`memory`]: allocator settings that keep a training step's buffers in the process.
 
 pub mod bench;
 pub mod data;
 pub mod device;
 pub mod lesion;
+pub mod memory;
 pub mod model;
 pub mod recipe;
 pub mod report;
