@@ -308,23 +308,26 @@ fn input_grad<T: GradFloat>(w: &FlexTensor, dy: &FlexTensor, geo: Geometry, n: u
 }
 
 /// Add image `b`'s contribution to `dw` (`[C_out, C_per_group·kH·kW]`).
-fn accumulate<T: GradFloat>(xs: &[T], dys: &[T], geo: &Geometry, b: usize, dw: &mut [T], col: &mut [T]) {
+fn accumulate<T: GradFloat>(xs: &[T], dys: &[T], geo: &Geometry, b: usize, dwt: &mut [T], col: &mut [T]) {
     let (k, p) = (geo.k(), geo.p());
     let co_g = geo.c_out / geo.groups;
     let x = &xs[b * geo.c_in * geo.h * geo.w..][..geo.c_in * geo.h * geo.w];
     for g in 0..geo.groups {
         im2col(x, geo, g, col);
         let dy = &dys[(b * geo.c_out + g * co_g) * p..][..co_g * p];
-        let dst = &mut dw[g * co_g * k..][..co_g * k];
-        // dst[co, j] += Σ_q dy[co, q] · col[j, q]
+        // The group's gradient transposed, `[k, co_g]`: a column-major destination keeps `gemm`
+        // from transposing the product, so it packs only `dy` (`co_g × p`) and reads `col`
+        // (`k × p`, nine times larger for 3×3 kernels) in place.
+        let dst = &mut dwt[g * co_g * k..][..co_g * k];
+        // dst[j, co] += Σ_q dy[co, q] · col[j, q]
         unsafe {
             gemm::gemm(
                 co_g,
                 k,
                 p,
                 dst.as_mut_ptr(),
+                co_g as isize,
                 1,
-                k as isize,
                 true,
                 dy.as_ptr(),
                 1,
@@ -343,13 +346,29 @@ fn accumulate<T: GradFloat>(xs: &[T], dys: &[T], geo: &Geometry, b: usize, dw: &
     }
 }
 
+/// `[groups, k, co_g]` (the layout [`accumulate`] sums into) to the weight's `[groups, co_g, k]`.
+fn untranspose<T: GradFloat>(dwt: &[T], geo: &Geometry) -> Vec<T> {
+    let k = geo.k();
+    let co_g = geo.c_out / geo.groups;
+    let mut dw = vec![T::ZERO; dwt.len()];
+    for g in 0..geo.groups {
+        let (src, dst) = (&dwt[g * co_g * k..][..co_g * k], &mut dw[g * co_g * k..][..co_g * k]);
+        for j in 0..k {
+            for co in 0..co_g {
+                dst[co * k + j] = src[j * co_g + co];
+            }
+        }
+    }
+    dw
+}
+
 fn weight_grad<T: GradFloat>(x: &FlexTensor, dy: &FlexTensor, geo: Geometry) -> Vec<T> {
     let (xs, dys) = (elems::<T>(x), elems::<T>(dy));
     let n = x.layout().shape()[0];
     let len = geo.c_out * geo.k();
     let col_len = geo.k() * geo.p();
     #[cfg(feature = "rayon")]
-    {
+    let dwt = {
         use rayon::prelude::*;
         (0..n)
             .into_par_iter()
@@ -370,15 +389,16 @@ fn weight_grad<T: GradFloat>(x: &FlexTensor, dy: &FlexTensor, geo: Geometry) -> 
                     a
                 },
             )
-    }
+    };
     #[cfg(not(feature = "rayon"))]
-    {
+    let dwt = {
         let (mut dw, mut col) = (vec![T::ZERO; len], vec![T::ZERO; col_len]);
         for b in 0..n {
             accumulate(xs, dys, &geo, b, &mut dw, &mut col);
         }
         dw
-    }
+    };
+    untranspose(&dwt, &geo)
 }
 
 fn elems<T: GradFloat>(t: &FlexTensor) -> &[T] {
