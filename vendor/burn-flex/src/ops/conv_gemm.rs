@@ -213,7 +213,13 @@ fn per_image<T: GradFloat>(out: &mut [T], chunk: usize, scratch: usize, f: impl 
     #[cfg(feature = "rayon")]
     {
         use rayon::prelude::*;
-        out.par_chunks_mut(chunk).enumerate().for_each_init(|| vec![T::ZERO; scratch], |col, (b, o)| f(b, o, col));
+        // One contiguous run of images per thread: `init` runs once per split, and each run
+        // allocates and zeroes an im2col buffer (hundreds of kilobytes on CIFAR's first stage).
+        let per_thread = (out.len() / chunk).div_ceil(rayon::current_num_threads()).max(1);
+        out.par_chunks_mut(chunk)
+            .enumerate()
+            .with_min_len(per_thread)
+            .for_each_init(|| vec![T::ZERO; scratch], |col, (b, o)| f(b, o, col));
     }
     #[cfg(not(feature = "rayon"))]
     {
@@ -370,8 +376,10 @@ fn weight_grad<T: GradFloat>(x: &FlexTensor, dy: &FlexTensor, geo: Geometry) -> 
     #[cfg(feature = "rayon")]
     let dwt = {
         use rayon::prelude::*;
+        // As in `per_image`: one split per thread, so one partial sum and one im2col buffer each.
         (0..n)
             .into_par_iter()
+            .with_min_len(n.div_ceil(rayon::current_num_threads()).max(1))
             .fold(
                 || (vec![T::ZERO; len], vec![T::ZERO; col_len]),
                 |(mut dw, mut col), b| {
