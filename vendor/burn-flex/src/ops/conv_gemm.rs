@@ -11,11 +11,13 @@
 //! output is only kH·kW wide, which runs far below the GEMM's speed (15–64 GFLOP/s against
 //! 61–151 for the same FLOPs as one plain GEMM, CIFAR ResNet shapes, batch 128). Here, per image
 //! and group, `dW_g += dY_g · im2col(x_g)ᵀ` — M = C_out/groups, N = C_in/groups·kH·kW,
-//! K = H_out·W_out — with the images split across threads, each accumulating its own partial
-//! `dW`, summed at the end. Any stride, padding (symmetric or not), dilation and group count.
+//! K = H_out·W_out — summed transposed (so `gemm` packs `dY`, not the im2col matrix), with the
+//! images split across threads, each accumulating its own partial `dWᵀ`, summed and transposed
+//! at the end. Any stride, padding (symmetric or not), dilation and group count.
 //!
 //! f32 and f64 run natively; f16 and bf16 go through f32.
 
+use core::mem::{ManuallyDrop, MaybeUninit};
 use alloc::vec;
 use alloc::vec::Vec;
 use burn_backend::DType;
@@ -206,7 +208,12 @@ fn geometry(x: &[usize], w: &[usize], oh: usize, ow: usize, options: &ConvOption
 }
 
 /// Run `f(b, chunk, scratch)` for every image's `chunk` of `out`, in parallel where rayon is on.
-fn per_image<T: GradFloat>(out: &mut [T], chunk: usize, scratch: usize, f: impl Fn(usize, &mut [T], &mut [T]) + Send + Sync) {
+fn per_image<T: GradFloat, U: Send>(
+    out: &mut [U],
+    chunk: usize,
+    scratch: usize,
+    f: impl Fn(usize, &mut [U], &mut [T]) + Send + Sync,
+) {
     if chunk == 0 {
         return;
     }
@@ -228,15 +235,31 @@ fn per_image<T: GradFloat>(out: &mut [T], chunk: usize, scratch: usize, f: impl 
     }
 }
 
+/// `v` with its elements taken as initialised.
+///
+/// # Safety
+/// Every element must have been written.
+unsafe fn assume_init<T>(v: Vec<MaybeUninit<T>>) -> Vec<T> {
+    let mut v = ManuallyDrop::new(v);
+    // SAFETY: `MaybeUninit<T>` has `T`'s layout; the caller vouches for the contents.
+    unsafe { Vec::from_raw_parts(v.as_mut_ptr() as *mut T, v.len(), v.capacity()) }
+}
+
 fn forward<T: GradFloat>(x: &FlexTensor, w: &FlexTensor, bias: Option<&FlexTensor>, geo: Geometry) -> Vec<T> {
     let (xs, ws) = (elems::<T>(x), elems::<T>(w));
     let bs = bias.map(|b| elems::<T>(b));
     let n = x.layout().shape()[0];
     let (k, p) = (geo.k(), geo.p());
     let co_g = geo.c_out / geo.groups;
-    let mut out = vec![T::ZERO; n * geo.c_out * p];
+    // The GEMMs write every output (they do not read it): no zeroing pass over megabytes that a
+    // single thread would otherwise memset before the parallel work starts.
+    let len = n * geo.c_out * p;
+    let mut out: Vec<MaybeUninit<T>> = Vec::with_capacity(len);
+    // SAFETY: `MaybeUninit` elements need no initialisation.
+    unsafe { out.set_len(len) };
     per_image(&mut out, geo.c_out * p, k * p, |b, y, col| {
         let x = &xs[b * geo.c_in * geo.h * geo.w..][..geo.c_in * geo.h * geo.w];
+        let y_ptr = y.as_mut_ptr() as *mut T;
         for g in 0..geo.groups {
             im2col(x, &geo, g, col);
             // y[co, q] = Σ_j W[co, j] · col[j, q]
@@ -245,7 +268,7 @@ fn forward<T: GradFloat>(x: &FlexTensor, w: &FlexTensor, bias: Option<&FlexTenso
                     co_g,
                     p,
                     k,
-                    y[g * co_g * p..].as_mut_ptr(),
+                    y_ptr.add(g * co_g * p),
                     1,
                     p as isize,
                     false,
@@ -264,6 +287,8 @@ fn forward<T: GradFloat>(x: &FlexTensor, w: &FlexTensor, bias: Option<&FlexTenso
                 );
             }
         }
+        // SAFETY: the groups' GEMMs (`read_dst = false`) wrote all `c_out × p` outputs of the image.
+        let y: &mut [T] = unsafe { std::slice::from_raw_parts_mut(y_ptr, y.len()) };
         if let Some(bs) = bs {
             for (co, plane) in y.chunks_mut(p).enumerate() {
                 for v in plane {
@@ -272,7 +297,8 @@ fn forward<T: GradFloat>(x: &FlexTensor, w: &FlexTensor, bias: Option<&FlexTenso
             }
         }
     });
-    out
+    // SAFETY: every image's chunk was written above.
+    unsafe { assume_init(out) }
 }
 
 fn input_grad<T: GradFloat>(w: &FlexTensor, dy: &FlexTensor, geo: Geometry, n: usize) -> Vec<T> {
