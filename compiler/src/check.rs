@@ -485,14 +485,7 @@ impl Checker {
         match op {
             Op::Call(call) => {
                 if is_primitive(&call.name.name) {
-                    let (layer, out) = self.primitive(call, scope, shape.as_ref())?;
-                    let input = shape?;
-                    if !self.count_node(call.span) {
-                        return None;
-                    }
-                    let (params, macs) = self.counts(&layer, &out, call.span)?;
-                    nodes.push(Node { name, kind: NodeKind::Layer(layer), input, output: out, params, macs });
-                    Some(out)
+                    self.primitive_node(call, scope, shape, name, nodes)
                 } else if let Some(value) = scope.get(&call.name.name) {
                     // A parameter or `let` called as a layer: it must hold an activation.
                     let act = match value? {
@@ -525,15 +518,7 @@ impl Checker {
                         );
                         return None;
                     }
-                    let call = activation_call(act, call);
-                    let (layer, out) = self.primitive(&call, scope, shape.as_ref())?;
-                    let input = shape?;
-                    if !self.count_node(call.span) {
-                        return None;
-                    }
-                    let (params, macs) = self.counts(&layer, &out, call.span)?;
-                    nodes.push(Node { name, kind: NodeKind::Layer(layer), input, output: out, params, macs });
-                    Some(out)
+                    self.primitive_node(&activation_call(act, call), scope, shape, name, nodes)
                 } else {
                     let def = self.lookup_block(call)?;
                     let node = self.block_call(call, &def, scope, shape, name, None)?;
@@ -725,6 +710,25 @@ impl Checker {
                 Some(output)
             }
         }
+    }
+
+    /// Check a primitive call and append its node.
+    fn primitive_node(
+        &mut self,
+        call: &Call,
+        scope: &Scope,
+        shape: Option<Shape>,
+        name: String,
+        nodes: &mut Vec<Node>,
+    ) -> Option<Shape> {
+        let (layer, out) = self.primitive(call, scope, shape.as_ref())?;
+        let input = shape?;
+        if !self.count_node(call.span) {
+            return None;
+        }
+        let (params, macs) = self.counts(&layer, &out, call.span)?;
+        nodes.push(Node { name, kind: NodeKind::Layer(layer), input, output: out, params, macs });
+        Some(out)
     }
 
     /// A merge expression over the arms' outputs: constants folded, shapes checked.

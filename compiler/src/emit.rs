@@ -616,19 +616,8 @@ impl<'a> Emitter<'a> {
                 Ok(())
             }
             Op::Combine { combinator, arms, .. } => {
-                let entry = ctx.fresh("entry");
                 out.push(self.comment(&describe_combine(*combinator, arms.len())));
-                out.push(quote! { let #entry = shape; });
-                let mut arm_shapes = Vec::new();
-                for (i, arm) in arms.iter().enumerate() {
-                    if i > 0 {
-                        out.push(quote! { shape = #entry; });
-                    }
-                    self.ctor_body(&arm.body, ctx, out)?;
-                    let s = ctx.fresh("arm");
-                    out.push(quote! { let #s = shape; });
-                    arm_shapes.push(s);
-                }
+                let arm_shapes = self.ctor_arms(arms, ctx, out)?;
                 let first = &arm_shapes[0];
                 let rest = &arm_shapes[1..];
                 match combinator {
@@ -647,19 +636,9 @@ impl<'a> Emitter<'a> {
                 Ok(())
             }
             Op::Merge { arms, expr, span } => {
-                let entry = ctx.fresh("entry");
                 out.push(self.comment(&format!("merge of {}: {expr}", arm_names(arms).join(", "))));
-                out.push(quote! { let #entry = shape; });
-                let mut arm_shapes = Vec::new();
-                for (i, (_, arm)) in arms.iter().enumerate() {
-                    if i > 0 {
-                        out.push(quote! { shape = #entry; });
-                    }
-                    self.ctor_body(&arm.body, ctx, out)?;
-                    let s = ctx.fresh("arm");
-                    out.push(quote! { let #s = shape; });
-                    arm_shapes.push(s);
-                }
+                let branches: Vec<Branch> = arms.iter().map(|(_, b)| b.clone()).collect();
+                let arm_shapes = self.ctor_arms(&branches, ctx, out)?;
                 // Element-wise with broadcasting: the largest extent of each dimension.
                 let first = &arm_shapes[0];
                 out.push(quote! { shape = #first; });
@@ -678,6 +657,28 @@ impl<'a> Emitter<'a> {
                 Ok(())
             }
         }
+    }
+
+    /// Construct parallel arms from the same input shape; the locals holding each arm's output shape.
+    fn ctor_arms(
+        &mut self,
+        arms: &[Branch],
+        ctx: &mut DefCtx,
+        out: &mut Vec<TokenStream>,
+    ) -> Result<Vec<Ident>, Vec<Diagnostic>> {
+        let entry = ctx.fresh("entry");
+        out.push(quote! { let #entry = shape; });
+        let mut arm_shapes = Vec::new();
+        for (i, arm) in arms.iter().enumerate() {
+            if i > 0 {
+                out.push(quote! { shape = #entry; });
+            }
+            self.ctor_body(&arm.body, ctx, out)?;
+            let s = ctx.fresh("arm");
+            out.push(quote! { let #s = shape; });
+            arm_shapes.push(s);
+        }
+        Ok(arm_shapes)
     }
 
     /// Arguments of a block constructor, defaults filled in; `stage_index` makes later copies take stride 1.
