@@ -617,7 +617,8 @@ impl<'a> Emitter<'a> {
             }
             Op::Combine { combinator, arms, .. } => {
                 out.push(self.comment(&describe_combine(*combinator, arms.len())));
-                let arm_shapes = self.ctor_arms(arms, ctx, out)?;
+                let bodies: Vec<&Branch> = arms.iter().collect();
+                let arm_shapes = self.ctor_arms(&bodies, ctx, out)?;
                 let first = &arm_shapes[0];
                 let rest = &arm_shapes[1..];
                 match combinator {
@@ -637,8 +638,8 @@ impl<'a> Emitter<'a> {
             }
             Op::Merge { arms, expr, span } => {
                 out.push(self.comment(&format!("merge of {}: {expr}", arm_names(arms).join(", "))));
-                let branches: Vec<Branch> = arms.iter().map(|(_, b)| b.clone()).collect();
-                let arm_shapes = self.ctor_arms(&branches, ctx, out)?;
+                let bodies: Vec<&Branch> = arms.iter().map(|(_, b)| b).collect();
+                let arm_shapes = self.ctor_arms(&bodies, ctx, out)?;
                 // Element-wise with broadcasting: the largest extent of each dimension.
                 let first = &arm_shapes[0];
                 out.push(quote! { shape = #first; });
@@ -662,7 +663,7 @@ impl<'a> Emitter<'a> {
     /// Construct parallel arms from the same input shape; the locals holding each arm's output shape.
     fn ctor_arms(
         &mut self,
-        arms: &[Branch],
+        arms: &[&Branch],
         ctx: &mut DefCtx,
         out: &mut Vec<TokenStream>,
     ) -> Result<Vec<Ident>, Vec<Diagnostic>> {
@@ -984,26 +985,9 @@ impl<'a> Emitter<'a> {
                 }
                 Op::Combine { combinator, arms, .. } => {
                     out.push(self.comment(&describe_combine(*combinator, arms.len())));
-                    let mut branch_idents = Vec::new();
-                    let mut stmts = Vec::new();
-                    let mut arm_rank = *rank;
-                    for (i, arm) in arms.iter().enumerate() {
-                        let mut r = *rank;
-                        let code = self.forward_body(&arm.body, ctx, &mut r, bound)?;
-                        arm_rank = r;
-                        let b = format_ident!("branch{}", i + 1);
-                        let last = i + 1 == arms.len();
-                        let input = if last { quote!(x) } else { quote!(x.clone()) };
-                        if code.is_empty() {
-                            stmts.push(quote! { let #b = #input; });
-                        } else if last {
-                            stmts.push(quote! { let #b = { #(#code)* x }; });
-                        } else {
-                            stmts.push(quote! { let #b = { let x = #input; #(#code)* x }; });
-                        }
-                        branch_idents.push(b);
-                    }
-                    *rank = arm_rank;
+                    let branch_idents: Vec<Ident> = (1..=arms.len()).map(|i| format_ident!("branch{}", i)).collect();
+                    let bodies: Vec<&Branch> = arms.iter().collect();
+                    let stmts = self.forward_arms(&bodies, &branch_idents, ctx, rank, bound)?;
                     let first = &branch_idents[0];
                     let rest = &branch_idents[1..];
                     let result = match combinator {
@@ -1017,24 +1001,9 @@ impl<'a> Emitter<'a> {
                 Op::Merge { arms, expr, span } => {
                     let names = arm_names(arms);
                     out.push(self.comment(&format!("merge of {}: {expr}", names.join(", "))));
-                    let mut stmts = Vec::new();
-                    let mut arm_rank = *rank;
-                    for (i, (arm_name, arm)) in arms.iter().enumerate() {
-                        let mut r = *rank;
-                        let code = self.forward_body(&arm.body, ctx, &mut r, bound)?;
-                        arm_rank = r;
-                        let b = format_ident!("branch_{}", arm_name.name);
-                        let last = i + 1 == arms.len();
-                        let input = if last { quote!(x) } else { quote!(x.clone()) };
-                        if code.is_empty() {
-                            stmts.push(quote! { let #b = #input; });
-                        } else if last {
-                            stmts.push(quote! { let #b = { #(#code)* x }; });
-                        } else {
-                            stmts.push(quote! { let #b = { let x = #input; #(#code)* x }; });
-                        }
-                    }
-                    *rank = arm_rank;
+                    let idents: Vec<Ident> = arms.iter().map(|(n, _)| format_ident!("branch_{}", n.name)).collect();
+                    let bodies: Vec<&Branch> = arms.iter().map(|(_, b)| b).collect();
+                    let stmts = self.forward_arms(&bodies, &idents, ctx, rank, bound)?;
                     let mut uses: HashMap<String, usize> = HashMap::new();
                     count_uses(expr, &names, &mut uses);
                     let stored = field_access(&ctx.site(*span), bound);
@@ -1054,6 +1023,36 @@ impl<'a> Emitter<'a> {
             }
         }
         Ok(out)
+    }
+
+    /// `let branchN = { ... };` for parallel arms from the same input `x` (cloned for all but the
+    /// last); `rank` becomes the arms' output rank.
+    fn forward_arms(
+        &mut self,
+        arms: &[&Branch],
+        idents: &[Ident],
+        ctx: &DefCtx,
+        rank: &mut usize,
+        bound: &HashMap<String, Ident>,
+    ) -> Result<Vec<TokenStream>, Vec<Diagnostic>> {
+        let mut stmts = Vec::new();
+        let mut arm_rank = *rank;
+        for (i, (arm, b)) in arms.iter().zip(idents).enumerate() {
+            let mut r = *rank;
+            let code = self.forward_body(&arm.body, ctx, &mut r, bound)?;
+            arm_rank = r;
+            let last = i + 1 == arms.len();
+            let input = if last { quote!(x) } else { quote!(x.clone()) };
+            if code.is_empty() {
+                stmts.push(quote! { let #b = #input; });
+            } else if last {
+                stmts.push(quote! { let #b = { #(#code)* x }; });
+            } else {
+                stmts.push(quote! { let #b = { let x = #input; #(#code)* x }; });
+            }
+        }
+        *rank = arm_rank;
+        Ok(stmts)
     }
 
     /// The code of an `if` arm as an expression: its direct layers bound by `if let` when it has any.
