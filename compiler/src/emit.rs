@@ -1595,6 +1595,17 @@ fn merge_scalars<'e>(e: &'e Expr, names: &[String]) -> Vec<&'e Expr> {
     out
 }
 
+/// The tensor method applying `op` with a scalar on the right.
+fn scalar_method(op: BinaryOp) -> Option<&'static str> {
+    Some(match op {
+        BinaryOp::Add => "add_scalar",
+        BinaryOp::Sub => "sub_scalar",
+        BinaryOp::Mul => "mul_scalar",
+        BinaryOp::Div => "div_scalar",
+        _ => return None,
+    })
+}
+
 /// How often each branch is read by a merge expression.
 fn count_uses(e: &Expr, names: &[String], uses: &mut HashMap<String, usize>) {
     match &e.kind {
@@ -1663,6 +1674,7 @@ impl MergeEmit<'_> {
             },
             ExprKind::Binary(op, a, b) => {
                 let (a, b) = (self.expr(emitter, a, ctx)?, self.expr(emitter, b, ctx)?);
+                let scalar_left = matches!(a, MergeTokens::Scalar(_));
                 use MergeTokens::{Scalar, Tensor};
                 match (op, a, b) {
                     (BinaryOp::Add, Tensor(x, px), Tensor(y, py)) => {
@@ -1681,29 +1693,18 @@ impl MergeEmit<'_> {
                         let (x, y) = (operand(x, px, 6), operand(y, py, 7));
                         Tensor(quote!(#x / #y), 6)
                     }
-                    (BinaryOp::Add, Tensor(t, p), Scalar(k)) | (BinaryOp::Add, Scalar(k), Tensor(t, p)) => {
+                    // A tensor and a scalar: a `*_scalar` method on the tensor.
+                    (op, Tensor(t, p), Scalar(k)) | (op, Scalar(k), Tensor(t, p)) if scalar_method(*op).is_some() => {
                         let r = recv(t, p);
-                        Tensor(quote!(#r.add_scalar(#k)), 10)
-                    }
-                    (BinaryOp::Mul, Tensor(t, p), Scalar(k)) | (BinaryOp::Mul, Scalar(k), Tensor(t, p)) => {
-                        let r = recv(t, p);
-                        Tensor(quote!(#r.mul_scalar(#k)), 10)
-                    }
-                    (BinaryOp::Sub, Tensor(t, p), Scalar(k)) => {
-                        let r = recv(t, p);
-                        Tensor(quote!(#r.sub_scalar(#k)), 10)
-                    }
-                    (BinaryOp::Sub, Scalar(k), Tensor(t, p)) => {
-                        let r = recv(t, p);
-                        Tensor(quote!(#r.neg().add_scalar(#k)), 10)
-                    }
-                    (BinaryOp::Div, Tensor(t, p), Scalar(k)) => {
-                        let r = recv(t, p);
-                        Tensor(quote!(#r.div_scalar(#k)), 10)
-                    }
-                    (BinaryOp::Div, Scalar(k), Tensor(t, p)) => {
-                        let r = recv(t, p);
-                        Tensor(quote!(#r.recip().mul_scalar(#k)), 10)
+                        let call = match (op, scalar_left) {
+                            (BinaryOp::Sub, true) => quote!(neg().add_scalar(#k)),
+                            (BinaryOp::Div, true) => quote!(recip().mul_scalar(#k)),
+                            (op, _) => {
+                                let m = format_ident!("{}", scalar_method(*op).expect("guarded"));
+                                quote!(#m(#k))
+                            }
+                        };
+                        Tensor(quote!(#r.#call), 10)
                     }
                     _ => {
                         return Err(vec![Diagnostic::error(
