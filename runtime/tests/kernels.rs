@@ -163,6 +163,8 @@ fn gemm_weight_gradient_matches_the_direct_sum() {
         (5, 3, 5, 6, 5, 1, 2, 1, 1),
         (1, 2, 3, 4, 3, 3, 0, 1, 1),
         (2, 3, 4, 2, 5, 1, 2, 1, 1),
+        // 16×16 outputs: the im2col rows get a padded stride (p a multiple of 256).
+        (2, 4, 4, 16, 3, 1, 1, 1, 1),
     ];
     for (n, c_in, c_out, size, k, stride, pad, dilation, groups) in cases {
         let conv = Conv { n, c_in, size, c_out, k, stride, pad, dilation, groups };
@@ -201,6 +203,8 @@ fn gemm_convolution_and_input_gradient_match_the_direct_sums() {
         (1, 2, 3, 4, 3, 3, 0, 1, 1, false),
         (2, 4, 4, 6, 3, 1, 1, 1, 4, false),
         (2, 3, 4, 2, 5, 1, 2, 1, 1, true),
+        (2, 4, 4, 16, 3, 1, 1, 1, 1, true),
+        (1, 3, 4, 32, 3, 2, 1, 1, 1, false),
     ];
     for (n, c_in, c_out, size, k, stride, pad, dilation, groups, with_bias) in cases {
         let conv = Conv { n, c_in, size, c_out, k, stride, pad, dilation, groups };
