@@ -165,6 +165,9 @@ fn gemm_weight_gradient_matches_the_direct_sum() {
         (2, 3, 4, 2, 5, 1, 2, 1, 1),
         // 16×16 outputs: the im2col rows get a padded stride (p a multiple of 256).
         (2, 4, 4, 16, 3, 1, 1, 1, 1),
+        // Stride 1 with outputs narrower and wider than the input.
+        (2, 3, 4, 7, 3, 1, 0, 1, 1),
+        (2, 3, 4, 6, 3, 1, 2, 1, 1),
     ];
     for (n, c_in, c_out, size, k, stride, pad, dilation, groups) in cases {
         let conv = Conv { n, c_in, size, c_out, k, stride, pad, dilation, groups };
@@ -205,6 +208,8 @@ fn gemm_convolution_and_input_gradient_match_the_direct_sums() {
         (2, 3, 4, 2, 5, 1, 2, 1, 1, true),
         (2, 4, 4, 16, 3, 1, 1, 1, 1, true),
         (1, 3, 4, 32, 3, 2, 1, 1, 1, false),
+        (2, 3, 4, 7, 3, 1, 0, 1, 1, true),
+        (2, 3, 4, 6, 3, 1, 2, 1, 1, false),
     ];
     for (n, c_in, c_out, size, k, stride, pad, dilation, groups, with_bias) in cases {
         let conv = Conv { n, c_in, size, c_out, k, stride, pad, dilation, groups };

@@ -2,6 +2,8 @@
 //! the input gradient and the weight gradient.
 //!
 //! - forward: `y_g = W_g · im2col(x_g)` straight into the NCHW output, images in parallel;
+//!   for stride 1 with the kernel's rows folded into `kH` accumulating GEMMs over a matrix of
+//!   only the `kW` horizontal shifts (see [`RowShift`]);
 //! - input gradient: `dx_g = col2im(W_gᵀ · dY_g)`, images in parallel (Burn's default runs a
 //!   transposed convolution, a scalar loop in flex);
 //! - weight gradient: see below.
@@ -13,7 +15,9 @@
 //! and group, `dW_g += dY_g · im2col(x_g)ᵀ` — M = C_out/groups, N = C_in/groups·kH·kW,
 //! K = H_out·W_out — summed transposed (so `gemm` packs `dY`, not the im2col matrix), with the
 //! images split across threads, each accumulating its own partial `dWᵀ`, summed and transposed
-//! at the end. Any stride, padding (symmetric or not), dilation and group count.
+//! at the end. For stride 1 the same in `kH` slices over the row-shift matrix, with `dY`
+//! transposed once per image so that no GEMM packs it. Any stride, padding (symmetric or not),
+//! dilation and group count.
 //!
 //! f32 and f64 run natively; f16 and bf16 go through f32.
 
@@ -154,6 +158,199 @@ fn shifted_plane<T: GradFloat>(plane: &[T], h: usize, w: usize, dy: isize, dx: i
             *v = T::ZERO;
         }
     }
+}
+
+/// Stride-1 convolutions: im2col over the kernel's columns only.
+///
+/// For stride 1 the patch matrix of kernel row `i` is the patch matrix of kernel row 0 moved
+/// down by `i·dh` image rows. So only the `kW` horizontal shifts of each input plane are
+/// materialised, each with the vertical padding rows included (`hp = H + pad_top + pad_bottom`
+/// rows of `ow`), and kernel row `i` reads that matrix `i·dh·ow` elements further on, in place.
+/// The convolution is `kH` GEMMs with `K = C_in/groups · kW` accumulating into the output (and
+/// the weight gradient `kH` GEMMs into `kH` slices of it): a third of im2col's copying for 3×3
+/// kernels.
+#[derive(Clone, Copy)]
+struct RowShift {
+    /// Rows of the materialised matrix (`C_in/groups · kW`) and their stride (`hp · ow`).
+    rows: usize,
+    stride: usize,
+}
+
+impl Geometry {
+    fn row_shift(&self, pad_end: [usize; 2]) -> Option<RowShift> {
+        (self.stride == [1, 1]).then(|| RowShift {
+            rows: self.c_per_group * self.kw,
+            stride: (self.h + self.pad[0] + pad_end[0]) * self.ow,
+        })
+    }
+}
+
+/// Fill `col` (`rows × stride`) with group `g`'s horizontally shifted, vertically padded planes:
+/// `col[(ci, j)][r·ow + ox] = x[ci][r - pad_top][ox + j·dw - pad_left]`, zero outside the image.
+/// The padding rows are left as they are: the caller's buffer starts zeroed and this function
+/// never writes them.
+fn row_shifted<T: GradFloat>(x: &[T], geo: &Geometry, rs: RowShift, g: usize, col: &mut [T]) {
+    let ow = geo.ow;
+    let pw = geo.pad[1] as isize;
+    for ci in 0..geo.c_per_group {
+        let plane = &x[(g * geo.c_per_group + ci) * geo.h * geo.w..][..geo.h * geo.w];
+        for kj in 0..geo.kw {
+            let dx = (kj * geo.dilation[1]) as isize - pw;
+            let out = &mut col[(ci * geo.kw + kj) * rs.stride + geo.pad[0] * ow..][..geo.h * ow];
+            if ow == geo.w {
+                shifted_plane(plane, geo.h, geo.w, 0, dx, out);
+                continue;
+            }
+            for (src, row) in plane.chunks_exact(geo.w).zip(out.chunks_exact_mut(ow)) {
+                for (ox, o) in row.iter_mut().enumerate() {
+                    let ix = ox as isize + dx;
+                    *o = if ix >= 0 && ix < geo.w as isize { src[ix as usize] } else { T::ZERO };
+                }
+            }
+        }
+    }
+}
+
+/// The weight rearranged for [`RowShift`]: `[kH, C_out, C_in/groups · kW]`, row `i` holding
+/// `W[co, ci, i, j]` at `(ci, j)`.
+fn weight_by_kernel_row<T: GradFloat>(ws: &[T], geo: &Geometry) -> Vec<T> {
+    let (kh, kw, cg) = (geo.kh, geo.kw, geo.c_per_group);
+    let mut out = vec![T::ZERO; ws.len()];
+    for i in 0..kh {
+        for co in 0..geo.c_out {
+            for ci in 0..cg {
+                for j in 0..kw {
+                    out[((i * geo.c_out + co) * cg + ci) * kw + j] = ws[((co * cg + ci) * kh + i) * kw + j];
+                }
+            }
+        }
+    }
+    out
+}
+
+fn forward_row_shift<T: GradFloat>(x: &FlexTensor, w: &FlexTensor, bias: Option<&FlexTensor>, geo: Geometry, rs: RowShift) -> Vec<T> {
+    let xs = elems::<T>(x);
+    let wr = weight_by_kernel_row(elems::<T>(w), &geo);
+    let bs = bias.map(|b| elems::<T>(b));
+    let n = x.layout().shape()[0];
+    let p = geo.p();
+    let co_g = geo.c_out / geo.groups;
+    let len = n * geo.c_out * p;
+    let mut out: Vec<MaybeUninit<T>> = Vec::with_capacity(len);
+    // SAFETY: `MaybeUninit` elements need no initialisation.
+    unsafe { out.set_len(len) };
+    per_image(&mut out, geo.c_out * p, rs.rows * rs.stride, |b, y, col| {
+        let x = &xs[b * geo.c_in * geo.h * geo.w..][..geo.c_in * geo.h * geo.w];
+        let y_ptr = y.as_mut_ptr() as *mut T;
+        for g in 0..geo.groups {
+            row_shifted(x, &geo, rs, g, col);
+            for i in 0..geo.kh {
+                // y[co, q] (+)= Σ_(ci,j) W[co, ci, i, j] · col[(ci, j), q + i·dh·ow]
+                unsafe {
+                    gemm::gemm(
+                        co_g,
+                        p,
+                        rs.rows,
+                        y_ptr.add(g * co_g * p),
+                        1,
+                        p as isize,
+                        i > 0,
+                        wr[(i * geo.c_out + g * co_g) * rs.rows..].as_ptr(),
+                        1,
+                        rs.rows as isize,
+                        col.as_ptr().add(i * geo.dilation[0] * geo.ow),
+                        1,
+                        rs.stride as isize,
+                        T::ONE,
+                        T::ONE,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            }
+        }
+        // SAFETY: the first kernel row's GEMM (`read_dst = false`) wrote every output of each group.
+        let y: &mut [T] = unsafe { std::slice::from_raw_parts_mut(y_ptr, y.len()) };
+        if let Some(bs) = bs {
+            for (co, plane) in y.chunks_mut(p).enumerate() {
+                for v in plane {
+                    *v = *v + bs[co];
+                }
+            }
+        }
+    });
+    // SAFETY: every image's chunk was written above.
+    unsafe { assume_init(out) }
+}
+
+/// Image `b`'s contribution to the weight gradient, kept as `[kH, groups, C_in/groups · kW, co_g]`.
+fn accumulate_row_shift<T: GradFloat>(xs: &[T], dys: &[T], geo: &Geometry, rs: RowShift, b: usize, dwt: &mut [T], col: &mut [T]) {
+    let p = geo.p();
+    let co_g = geo.c_out / geo.groups;
+    let x = &xs[b * geo.c_in * geo.h * geo.w..][..geo.c_in * geo.h * geo.w];
+    // `dy` transposed once per group (`[p, co_g]`, column-major as `gemm`'s left operand), so
+    // that the `kH` GEMMs read it in place instead of each packing it.
+    let (col, dyt) = col.split_at_mut(rs.rows * rs.stride);
+    for g in 0..geo.groups {
+        row_shifted(x, geo, rs, g, col);
+        let dy = &dys[(b * geo.c_out + g * co_g) * p..][..co_g * p];
+        for (co, row) in dy.chunks_exact(p).enumerate() {
+            for (q, &v) in row.iter().enumerate() {
+                dyt[q * co_g + co] = v;
+            }
+        }
+        for i in 0..geo.kh {
+            let dst = &mut dwt[(i * geo.groups + g) * rs.rows * co_g..][..rs.rows * co_g];
+            // dst[(ci, j), co] += Σ_q dy[co, q] · col[(ci, j), q + i·dh·ow]
+            unsafe {
+                gemm::gemm(
+                    co_g,
+                    rs.rows,
+                    p,
+                    dst.as_mut_ptr(),
+                    co_g as isize,
+                    1,
+                    true,
+                    dyt.as_ptr(),
+                    co_g as isize,
+                    1,
+                    col.as_ptr().add(i * geo.dilation[0] * geo.ow),
+                    rs.stride as isize,
+                    1,
+                    T::ONE,
+                    T::ONE,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        }
+    }
+}
+
+/// `[kH, groups, C_in/groups · kW, co_g]` (the layout [`accumulate_row_shift`] sums into) to the
+/// weight's `[C_out, C_in/groups, kH, kW]`.
+fn untranspose_row_shift<T: GradFloat>(dwt: &[T], geo: &Geometry) -> Vec<T> {
+    let (kh, kw, cg) = (geo.kh, geo.kw, geo.c_per_group);
+    let co_g = geo.c_out / geo.groups;
+    let rows = cg * kw;
+    let mut dw = vec![T::ZERO; dwt.len()];
+    for i in 0..kh {
+        for g in 0..geo.groups {
+            let src = &dwt[(i * geo.groups + g) * rows * co_g..][..rows * co_g];
+            for ci in 0..cg {
+                for j in 0..kw {
+                    for c in 0..co_g {
+                        dw[(((g * co_g + c) * cg + ci) * kh + i) * kw + j] = src[(ci * kw + j) * co_g + c];
+                    }
+                }
+            }
+        }
+    }
+    dw
 }
 
 /// Scatter-add `col` (`k × p`, the layout [`im2col`] writes) into group `g` of image `dx`.
@@ -402,11 +599,15 @@ fn untranspose<T: GradFloat>(dwt: &[T], geo: &Geometry) -> Vec<T> {
     dw
 }
 
-fn weight_grad<T: GradFloat>(x: &FlexTensor, dy: &FlexTensor, geo: Geometry) -> Vec<T> {
+fn weight_grad<T: GradFloat>(x: &FlexTensor, dy: &FlexTensor, geo: Geometry, row_shift: Option<RowShift>) -> Vec<T> {
     let (xs, dys) = (elems::<T>(x), elems::<T>(dy));
     let n = x.layout().shape()[0];
     let len = geo.c_out * geo.k();
-    let col_len = geo.k() * geo.ps();
+    let col_len = row_shift.map_or(geo.k() * geo.ps(), |rs| rs.rows * rs.stride + geo.p() * geo.c_out / geo.groups);
+    let accumulate = |b: usize, dw: &mut [T], col: &mut [T]| match row_shift {
+        Some(rs) => accumulate_row_shift(xs, dys, &geo, rs, b, dw, col),
+        None => accumulate(xs, dys, &geo, b, dw, col),
+    };
     #[cfg(feature = "rayon")]
     let dwt = {
         use rayon::prelude::*;
@@ -417,7 +618,7 @@ fn weight_grad<T: GradFloat>(x: &FlexTensor, dy: &FlexTensor, geo: Geometry) -> 
             .fold(
                 || (vec![T::ZERO; len], vec![T::ZERO; col_len]),
                 |(mut dw, mut col), b| {
-                    accumulate(xs, dys, &geo, b, &mut dw, &mut col);
+                    accumulate(b, &mut dw, &mut col);
                     (dw, col)
                 },
             )
@@ -436,11 +637,14 @@ fn weight_grad<T: GradFloat>(x: &FlexTensor, dy: &FlexTensor, geo: Geometry) -> 
     let dwt = {
         let (mut dw, mut col) = (vec![T::ZERO; len], vec![T::ZERO; col_len]);
         for b in 0..n {
-            accumulate(xs, dys, &geo, b, &mut dw, &mut col);
+            accumulate(b, &mut dw, &mut col);
         }
         dw
     };
-    untranspose(&dwt, &geo)
+    match row_shift {
+        Some(_) => untranspose_row_shift(&dwt, &geo),
+        None => untranspose(&dwt, &geo),
+    }
 }
 
 fn elems<T: GradFloat>(t: &FlexTensor) -> &[T] {
@@ -477,11 +681,18 @@ pub fn conv2d_forward(x: &FlexTensor, weight: &FlexTensor, bias: Option<&FlexTen
     let ow = size(xs[3], ws[3], options.stride[1], options.dilation[1], p0w, p1w)?;
     let geo = geometry(&xs, &ws, oh, ow, options);
     let shape = Shape::new([xs[0], ws[0], oh, ow]);
+    let row_shift = geo.row_shift(options.padding_end());
     let run = |t: &[FlexTensor]| -> FlexTensor {
         let bias = t.get(2);
         match t[0].dtype() {
-            DType::F32 => FlexTensor::new(Bytes::from_elems(forward::<f32>(&t[0], &t[1], bias, geo)), Layout::contiguous(shape.clone()), DType::F32),
-            _ => FlexTensor::new(Bytes::from_elems(forward::<f64>(&t[0], &t[1], bias, geo)), Layout::contiguous(shape.clone()), DType::F64),
+            DType::F32 => FlexTensor::new(Bytes::from_elems(match row_shift {
+                Some(rs) => forward_row_shift::<f32>(&t[0], &t[1], bias, geo, rs),
+                None => forward::<f32>(&t[0], &t[1], bias, geo),
+            }), Layout::contiguous(shape.clone()), DType::F32),
+            _ => FlexTensor::new(Bytes::from_elems(match row_shift {
+                Some(rs) => forward_row_shift::<f64>(&t[0], &t[1], bias, geo, rs),
+                None => forward::<f64>(&t[0], &t[1], bias, geo),
+            }), Layout::contiguous(shape.clone()), DType::F64),
         }
     };
     let mut inputs = vec![x.to_contiguous(), weight.to_contiguous()];
@@ -535,19 +746,20 @@ pub fn conv2d_weight_backward(x: FlexTensor, weight: FlexTensor, output_grad: Fl
         dilation: options.dilation,
         groups: options.groups,
     };
+    let row_shift = geo.row_shift(options.padding_end());
     let dtype = x.dtype();
     let tensor = |bytes: Bytes, dtype: DType| FlexTensor::new(bytes, Layout::contiguous(ws.clone()), dtype);
     match dtype {
-        DType::F32 => tensor(Bytes::from_elems(weight_grad::<f32>(&x, &dy, geo)), DType::F32),
-        DType::F64 => tensor(Bytes::from_elems(weight_grad::<f64>(&x, &dy, geo)), DType::F64),
+        DType::F32 => tensor(Bytes::from_elems(weight_grad::<f32>(&x, &dy, geo, row_shift)), DType::F32),
+        DType::F64 => tensor(Bytes::from_elems(weight_grad::<f64>(&x, &dy, geo, row_shift)), DType::F64),
         DType::F16 => {
             let (x, dy) = (cast_to_f32::<f16>(x, f16::to_f32), cast_to_f32::<f16>(dy, f16::to_f32));
-            let dw = tensor(Bytes::from_elems(weight_grad::<f32>(&x, &dy, geo)), DType::F32);
+            let dw = tensor(Bytes::from_elems(weight_grad::<f32>(&x, &dy, geo, row_shift)), DType::F32);
             cast_from_f32::<f16>(dw, f16::from_f32)
         }
         DType::BF16 => {
             let (x, dy) = (cast_to_f32::<bf16>(x, bf16::to_f32), cast_to_f32::<bf16>(dy, bf16::to_f32));
-            let dw = tensor(Bytes::from_elems(weight_grad::<f32>(&x, &dy, geo)), DType::F32);
+            let dw = tensor(Bytes::from_elems(weight_grad::<f32>(&x, &dy, geo, row_shift)), DType::F32);
             cast_from_f32::<bf16>(dw, bf16::from_f32)
         }
         dtype => panic!("conv2d_weight_backward: unsupported dtype {dtype:?}"),
