@@ -235,10 +235,7 @@ fn forward_row_shift<T: GradFloat>(x: &FlexTensor, w: &FlexTensor, bias: Option<
     let n = x.layout().shape()[0];
     let p = geo.p();
     let co_g = geo.c_out / geo.groups;
-    let len = n * geo.c_out * p;
-    let mut out: Vec<MaybeUninit<T>> = Vec::with_capacity(len);
-    // SAFETY: `MaybeUninit` elements need no initialisation.
-    unsafe { out.set_len(len) };
+    let mut out = uninit(n * geo.c_out * p);
     per_image(&mut out, geo.c_out * p, rs.rows * rs.stride, |b, y, col| {
         let x = &xs[b * geo.c_in * geo.h * geo.w..][..geo.c_in * geo.h * geo.w];
         let y_ptr = y.as_mut_ptr() as *mut T;
@@ -273,13 +270,7 @@ fn forward_row_shift<T: GradFloat>(x: &FlexTensor, w: &FlexTensor, bias: Option<
         }
         // SAFETY: the first kernel row's GEMM (`read_dst = false`) wrote every output of each group.
         let y: &mut [T] = unsafe { std::slice::from_raw_parts_mut(y_ptr, y.len()) };
-        if let Some(bs) = bs {
-            for (co, plane) in y.chunks_mut(p).enumerate() {
-                for v in plane {
-                    *v = *v + bs[co];
-                }
-            }
-        }
+        add_bias(y, bs, p);
     });
     // SAFETY: every image's chunk was written above.
     unsafe { assume_init(out) }
@@ -440,6 +431,27 @@ fn per_image<T: GradFloat, U: Send>(
     }
 }
 
+/// `len` uninitialised elements for the convolution outputs: the GEMMs write every output (they
+/// do not read it), so no zeroing pass over megabytes that a single thread would otherwise
+/// memset before the parallel work starts.
+fn uninit<T>(len: usize) -> Vec<MaybeUninit<T>> {
+    let mut out = Vec::with_capacity(len);
+    // SAFETY: `MaybeUninit` elements need no initialisation.
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// `y[co, q] += bias[co]` over one image's `[C_out, p]` output.
+fn add_bias<T: GradFloat>(y: &mut [T], bias: Option<&[T]>, p: usize) {
+    if let Some(bs) = bias {
+        for (plane, &b) in y.chunks_mut(p).zip(bs) {
+            for v in plane {
+                *v = *v + b;
+            }
+        }
+    }
+}
+
 /// `v` with its elements taken as initialised.
 ///
 /// # Safety
@@ -456,12 +468,7 @@ fn forward<T: GradFloat>(x: &FlexTensor, w: &FlexTensor, bias: Option<&FlexTenso
     let n = x.layout().shape()[0];
     let (k, p) = (geo.k(), geo.p());
     let co_g = geo.c_out / geo.groups;
-    // The GEMMs write every output (they do not read it): no zeroing pass over megabytes that a
-    // single thread would otherwise memset before the parallel work starts.
-    let len = n * geo.c_out * p;
-    let mut out: Vec<MaybeUninit<T>> = Vec::with_capacity(len);
-    // SAFETY: `MaybeUninit` elements need no initialisation.
-    unsafe { out.set_len(len) };
+    let mut out = uninit(n * geo.c_out * p);
     per_image(&mut out, geo.c_out * p, k * geo.ps(), |b, y, col| {
         let x = &xs[b * geo.c_in * geo.h * geo.w..][..geo.c_in * geo.h * geo.w];
         let y_ptr = y.as_mut_ptr() as *mut T;
@@ -494,13 +501,7 @@ fn forward<T: GradFloat>(x: &FlexTensor, w: &FlexTensor, bias: Option<&FlexTenso
         }
         // SAFETY: the groups' GEMMs (`read_dst = false`) wrote all `c_out × p` outputs of the image.
         let y: &mut [T] = unsafe { std::slice::from_raw_parts_mut(y_ptr, y.len()) };
-        if let Some(bs) = bs {
-            for (co, plane) in y.chunks_mut(p).enumerate() {
-                for v in plane {
-                    *v = *v + bs[co];
-                }
-            }
-        }
+        add_bias(y, bs, p);
     });
     // SAFETY: every image's chunk was written above.
     unsafe { assume_init(out) }
