@@ -137,6 +137,10 @@ pub(crate) struct BenchArgs {
     seed: u64,
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
+    /// Run batch norm, residual addition and ReLU as separate ops instead of the fused CPU
+    /// training op (to measure what the fusion gives).
+    #[arg(long)]
+    no_fuse: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -340,6 +344,7 @@ pub(crate) fn bench(args: BenchArgs) -> Result<(), ExitCode> {
         None => Recipe::shipped(recipe::default_for(&network.name)),
     }
     .map_err(error)?;
+    resnetc_runtime::fused::set_enabled(!args.no_fuse);
     let mode = match args.mode {
         BenchMode::Train => Mode::Train,
         BenchMode::Infer => Mode::Infer,

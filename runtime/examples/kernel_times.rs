@@ -1,5 +1,8 @@
 //! Times the CPU kernels of one CIFAR ResNet training step, shape by shape (batch 128): conv
-//! forward, conv weight gradient, batch norm. `cargo run --release -p resnetc-runtime --example kernel_times`.
+//! forward, conv weight gradient, batch norm (alone and fused with the ReLU after it).
+//! `cargo run --release -p resnetc-runtime --example kernel_times`.
+use burn::backend::Flex;
+use burn::backend::flex::ops::batch_norm as fbn;
 use burn::tensor::module::{batch_norm_train, conv2d, conv2d_weight_backward};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Distribution, Tensor};
@@ -45,6 +48,42 @@ fn main() {
             let beta = Tensor::<1>::zeros([c], &device);
             time(&format!("bn    {c} {hw}x{hw}"), 5, || {
                 let _ = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-5).output.into_data();
+            });
+            // The fused batch norm + (residual +) ReLU of `resnetc_runtime::fused`, on flex's
+            // primitives, against the batch norm's own backward.
+            let p = |t: &Tensor<4>| t.clone().try_into_primitive::<Flex>().unwrap();
+            let p1 = |t: &Tensor<1>| t.clone().try_into_primitive::<Flex>().unwrap();
+            let (y, m, v) = fbn::batch_norm_relu_train(p(&x), p1(&gamma), p1(&beta), 1e-5, Some(p(&x)));
+            let dy = p(&x);
+            time(&format!("bn+add+relu {c} {hw}x{hw}"), 5, || {
+                let _ = fbn::batch_norm_relu_train(p(&x), p1(&gamma), p1(&beta), 1e-5, Some(y.clone()));
+            });
+            time(&format!("bn          bwd {c} {hw}x{hw}"), 5, || {
+                let _ = fbn::batch_norm_train_backward(p(&x), p1(&gamma), m.clone(), v.clone(), 1e-5, dy.clone());
+            });
+            time(&format!("bn+relu     bwd {c} {hw}x{hw}"), 5, || {
+                let _ = fbn::batch_norm_relu_train_backward(
+                    p(&x),
+                    p1(&gamma),
+                    m.clone(),
+                    v.clone(),
+                    1e-5,
+                    y.clone(),
+                    dy.clone(),
+                    false,
+                );
+            });
+            time(&format!("bn+add+relu bwd {c} {hw}x{hw}"), 5, || {
+                let _ = fbn::batch_norm_relu_train_backward(
+                    p(&x),
+                    p1(&gamma),
+                    m.clone(),
+                    v.clone(),
+                    1e-5,
+                    y.clone(),
+                    dy.clone(),
+                    true,
+                );
             });
         }
     }

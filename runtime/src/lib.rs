@@ -11,11 +11,13 @@
 //! - [`device`]: `--device` values, GPU backends behind cargo features;
 //! - [`bench`]: training and inference throughput (`resnetc bench`);
 //! - [`lesion`]: the lesion study of Veit et al. 2016 (`resnetc lesion`);
-//! - [`memory`]: allocator settings that keep a training step's buffers in the process.
+//! - [`memory`]: allocator settings that keep a training step's buffers in the process;
+//! - [`fused`]: batch norm, residual addition and ReLU as one op when training on the CPU.
 
 pub mod bench;
 pub mod data;
 pub mod device;
+pub mod fused;
 pub mod lesion;
 pub mod memory;
 pub mod model;

@@ -416,7 +416,18 @@ impl DynBlock {
     }
 
     fn run(&self, ops: &[Op], mut x: Act) -> Act {
-        for op in ops {
+        let mut ops = ops.iter().peekable();
+        while let Some(op) = ops.next() {
+            // A batch norm (alone or ending a residual unit's branch) followed by a ReLU runs
+            // as one fused op (see `fused`).
+            if ops.peek().is_some_and(|next| next.is_relu())
+                && let Act::Maps(_) = x
+                && let Some(tail) = self.bn_tail(op)
+            {
+                ops.next();
+                x = Act::Maps(self.run_bn_relu(tail, x.maps()));
+                continue;
+            }
             x = match op {
                 Op::Field(i) => match &self.fields[*i].1 {
                     Field::Conv(m) => Act::Maps(m.forward(x.maps())),
@@ -479,7 +490,62 @@ impl DynBlock {
     }
 }
 
+/// What a batch norm that a ReLU follows ends: the block's own op sequence, or the residual
+/// branch of a residual unit (two arms added, not lesioned).
+enum BnTail<'a> {
+    Plain(&'a BatchNorm),
+    Residual { bn: &'a BatchNorm, arms: &'a [Vec<Op>], residual: usize },
+}
+
+impl Op {
+    fn is_relu(&self) -> bool {
+        match self {
+            Op::Relu => true,
+            Op::Activation { function, .. } => function == "relu",
+            _ => false,
+        }
+    }
+}
+
 impl DynBlock {
+    /// The batch norm `op` is or ends, if any, for fusing with a ReLU after it.
+    fn bn_tail<'a>(&'a self, op: &'a Op) -> Option<BnTail<'a>> {
+        let bn = |op: Option<&Op>| match op {
+            Some(Op::Field(i)) => match &self.fields[*i].1 {
+                Field::Bn(bn) => Some(bn),
+                _ => None,
+            },
+            _ => None,
+        };
+        match op {
+            Op::Field(_) => bn(Some(op)).map(BnTail::Plain),
+            Op::Combine { combinator: Some(Combinator::Add), arms, residual: Some(r), lesioned: false }
+                if arms.len() == 2 =>
+            {
+                bn(arms[*r].last()).map(|bn| BnTail::Residual { bn, arms, residual: *r })
+            }
+            _ => None,
+        }
+    }
+
+    /// `relu(bn(x))`, or `relu(residual branch + shortcut)` with the branch's last batch norm
+    /// fused; the arms run in their order, as [`Self::run_arms`] runs them.
+    fn run_bn_relu(&self, tail: BnTail<'_>, x: Tensor<4>) -> Tensor<4> {
+        match tail {
+            BnTail::Plain(bn) => crate::fused::bn_relu(bn, x, None),
+            BnTail::Residual { bn, arms, residual } => {
+                let run = |i: usize, x: Tensor<4>| match i == residual {
+                    true => self.run(&arms[i][..arms[i].len() - 1], Act::Maps(x)).maps(),
+                    false => self.run(&arms[i], Act::Maps(x)).maps(),
+                };
+                let first = run(0, x.clone());
+                let second = run(1, x);
+                let (branch, shortcut) = if residual == 0 { (first, second) } else { (second, first) };
+                crate::fused::bn_relu(bn, branch, Some(shortcut))
+            }
+        }
+    }
+
     /// Run each arm on the same input (cloned for all but the last).
     fn run_arms(&self, arms: &[Vec<Op>], x: Act) -> Vec<Act> {
         let mut outs = Vec::with_capacity(arms.len());
