@@ -38,14 +38,17 @@ fn fused_batch_norm_matches_the_composed_formula() {
     device.seed(7);
     // Two samples per channel is the smallest batch; fewer than ~6 makes the input gradient
     // all cancellation, where the f32 reference itself is off by more than 1e-4.
-    // The last case has a mean 100 times its spread: the one-pass statistics (sums around a
-    // shift) must not lose the variance to cancellation.
+    // The last cases have a mean 100 times their spread: the one-pass statistics (sums around a
+    // shift) must not lose the variance to cancellation. The sums run over 32 lanes in the
+    // element type, flushed to f64 every 512 elements: a 32×32 plane is two blocks, and 20
+    // planes of 63 elements cross block boundaries with a remainder in every plane.
     let cases = [
         ([3, 5, 7, 6], 1.5, 2.0),
         ([2, 4, 3, 1], 1.5, 2.0),
         ([8, 16, 8, 8], 1.5, 2.0),
         ([1, 3, 32, 32], 1.5, 2.0),
         ([4, 3, 6, 6], 50.0, 0.5),
+        ([20, 2, 7, 9], 50.0, 0.5),
     ];
     for (shape, mean, std) in cases {
         let c = shape[1];

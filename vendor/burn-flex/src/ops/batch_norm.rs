@@ -2,7 +2,7 @@
 //!
 //! Burn's default `batch_norm_train` / `batch_norm_train_backward` compose ~20 element-wise
 //! passes and two transposed copies of the activation; here each is two or three passes over
-//! the NCHW data, per channel, with f64 accumulation over eight vectorisable lanes: statistics
+//! the NCHW data, per channel, with reductions over 32 vectorisable lanes (f64 totals): statistics
 //! (sum and sum of squares around a per-channel shift, in one pass), then one fused output pass
 //! into an unzeroed buffer. Semantics are the
 //! default's: biased batch variance, `y = (x - mean) / sqrt(var + eps) * gamma + beta`, and
@@ -102,32 +102,69 @@ fn per_plane<U: Send>(out: &mut [U], plane: usize, channels: usize, f: impl Fn(u
     }
 }
 
-/// Independent accumulators per reduction: a single f64 running sum is one dependent add per
-/// element (latency-bound, ~4 cycles each); eight lanes let the compiler vectorise the loop.
-const LANES: usize = 8;
+/// Independent accumulators per reduction (two or four vector registers each): one running sum
+/// is one dependent add per element (latency-bound); these let the loop vectorise and overlap.
+const LANES: usize = 32;
 
-/// `Σ f(a[i], b[i])` for each of the `R` components of `f`, in f64, over eight lanes.
-#[inline(always)]
-fn lane_sums<T: BnFloat, const R: usize>(a: &[T], b: &[T], f: impl Fn(f64, f64) -> [f64; R]) -> [f64; R] {
-    let mut acc = [[0.0f64; LANES]; R];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (xa, xb) in ca.zip(cb) {
-        for l in 0..LANES {
-            let v = f(xa[l].to_f64(), xb[l].to_f64());
-            for r in 0..R {
-                acc[r][l] += v[r];
+/// Elements summed in the element type before the block's sums join the f64 totals: the f32
+/// rounding error of a sum grows with its length, so it is bounded at `BLOCK / LANES` = 16
+/// additions per lane whatever the plane's size.
+const BLOCK: usize = 512;
+
+/// `Σ f(a[i], b[i])` for each of the `R` components of `f`, over any number of slices (a
+/// channel's planes): in the element type over [`LANES`] lanes until [`BLOCK`] elements have
+/// gone in, then flushed into f64 totals. (All in f64, converting every element, the batch
+/// norm's reductions took four times as long as its output pass, which moves twice the bytes;
+/// flushing per plane instead of per block made 8×8 planes slower than that.)
+struct LaneSums<T, const R: usize> {
+    acc: [[T; LANES]; R],
+    pending: usize,
+    total: [f64; R],
+}
+
+impl<T: BnFloat, const R: usize> LaneSums<T, R> {
+    fn new() -> Self {
+        Self { acc: [[T::ZERO; LANES]; R], pending: 0, total: [0.0; R] }
+    }
+
+    #[inline(always)]
+    fn add(&mut self, a: &[T], b: &[T], f: impl Fn(T, T) -> [T; R]) {
+        for (ba, bb) in a.chunks(BLOCK).zip(b.chunks(BLOCK)) {
+            if self.pending + ba.len() > BLOCK {
+                self.flush();
+            }
+            self.pending += ba.len();
+            let (ca, cb) = (ba.chunks_exact(LANES), bb.chunks_exact(LANES));
+            let (ra, rb) = (ca.remainder(), cb.remainder());
+            for (xa, xb) in ca.zip(cb) {
+                for l in 0..LANES {
+                    let v = f(xa[l], xb[l]);
+                    for r in 0..R {
+                        self.acc[r][l] = self.acc[r][l] + v[r];
+                    }
+                }
+            }
+            for (&xa, &xb) in ra.iter().zip(rb) {
+                let v = f(xa, xb);
+                for r in 0..R {
+                    self.total[r] += v[r].to_f64();
+                }
             }
         }
     }
-    let mut out = acc.map(|lanes| lanes.iter().sum::<f64>());
-    for (&xa, &xb) in ra.iter().zip(rb) {
-        let v = f(xa.to_f64(), xb.to_f64());
+
+    fn flush(&mut self) {
         for r in 0..R {
-            out[r] += v[r];
+            self.total[r] += self.acc[r].iter().map(|v| v.to_f64()).sum::<f64>();
+            self.acc[r] = [T::ZERO; LANES];
         }
+        self.pending = 0;
     }
-    out
+
+    fn finish(mut self) -> [f64; R] {
+        self.flush();
+        self.total
+    }
 }
 
 /// A vector of `len` elements, every one written by `fill` (no zeroing pass first: the output
@@ -155,22 +192,21 @@ fn bn_train<T: BnFloat>(
     let xs = elems::<T>(x);
     let (gs, bs) = (elems::<T>(gamma), elems::<T>(beta));
     let count = (n * plane).max(1) as f64;
-    // One pass: Σ (x - s) and Σ (x - s)² in f64 around a shift `s` (the channel's first value),
+    // One pass: Σ (x - s) and Σ (x - s)² (see `LaneSums`) around a shift `s` (the channel's first value),
     // so that the variance does not cancel when the mean is large against the spread.
     let stats: Vec<(f64, f64)> = per_channel(channels, |c| {
-        let shift = if n * plane > 0 { xs[c * plane].to_f64() } else { 0.0 };
-        let (mut sum, mut sq) = (0.0, 0.0);
+        let shift = if n * plane > 0 { xs[c * plane] } else { T::ZERO };
+        let mut sums = LaneSums::new();
         for b in 0..n {
             let p = &xs[(b * channels + c) * plane..][..plane];
-            let [s, q] = lane_sums(p, p, |v, _| {
+            sums.add(p, p, |v, _| {
                 let d = v - shift;
                 [d, d * d]
             });
-            sum += s;
-            sq += q;
         }
+        let [sum, sq] = sums.finish();
         let mean = sum / count;
-        (shift + mean, (sq / count - mean * mean).max(0.0))
+        (shift.to_f64() + mean, (sq / count - mean * mean).max(0.0))
     });
     let coef: Vec<(T, T, T)> = stats
         .iter()
@@ -244,15 +280,13 @@ fn bn_backward<T: BnFloat>(
     let inv_std: Vec<f64> = (0..channels).map(|c| 1.0 / (vs[c].to_f64() + epsilon).sqrt()).collect();
     // Per channel: Σ dy and Σ dy·x̂.
     let sums: Vec<(f64, f64)> = per_channel(channels, |c| {
-        let (m, s) = (ms[c].to_f64(), inv_std[c]);
-        let (mut sum_dy, mut sum_dy_xc) = (0.0, 0.0);
+        let (m, s) = (ms[c], inv_std[c]);
+        let mut sums = LaneSums::new();
         for b in 0..n {
             let start = (b * channels + c) * plane;
-            let (xp, gp) = (&xs[start..start + plane], &dys[start..start + plane]);
-            let [d, dx] = lane_sums(xp, gp, |xv, g| [g, g * (xv - m)]);
-            sum_dy += d;
-            sum_dy_xc += dx;
+            sums.add(&xs[start..start + plane], &dys[start..start + plane], |xv, g| [g, g * (xv - m)]);
         }
+        let [sum_dy, sum_dy_xc] = sums.finish();
         (sum_dy, sum_dy_xc * s)
     });
     let dx = filled(xs.len(), |dx| per_plane(dx, plane, channels, |c, i, p| {
