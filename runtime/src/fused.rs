@@ -16,9 +16,10 @@ use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::{BalancedCheckpointing, CheckpointStrategy, NoCheckpointing};
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, NodeGuard, Ops, OpsKind};
 use burn::backend::flex::ops::batch_norm::{batch_norm_relu_train, batch_norm_relu_train_backward};
 use burn::backend::flex::{Flex, FlexTensor};
+use burn::backend::tensor::FloatTensor;
 use burn::backend::{DType, DispatchDevice, DispatchKindConversion, DispatchTensor};
 use burn::nn::BatchNorm;
 use burn::tensor::activation::relu;
@@ -61,14 +62,16 @@ pub fn bn_relu(bn: &BatchNorm, x: Tensor<4>, residual: Option<Tensor<4>>) -> Ten
     }
 }
 
-/// The backward step: the state is the input, gamma, the batch statistics, epsilon and the
-/// output (whose sign is the ReLU's mask); parents are `[x, gamma, beta]` and, with `N == 4`,
-/// the residual.
+/// The backward step; parents are `[x, gamma, beta]` and, with `N == 4`, the residual.
 #[derive(Debug)]
 struct BnReluBackward;
 
+/// What the backward keeps: the input, gamma, the batch mean and variance, epsilon and the
+/// output (whose sign is the ReLU's mask).
+type State = (FlexTensor, FlexTensor, FlexTensor, FlexTensor, f64, FlexTensor);
+
 impl<const N: usize> Backward<Flex, N> for BnReluBackward {
-    type State = (FlexTensor, FlexTensor, FlexTensor, FlexTensor, f64, FlexTensor);
+    type State = State;
 
     fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let grad = grads.consume::<Flex>(&ops.node);
@@ -106,34 +109,10 @@ where
         )
     };
     let (output, mean, var) = match &residual {
-        None => match BnReluBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let (y, mean, var) = run(None);
-                let state =
-                    (x.primitive().clone(), gamma.primitive().clone(), mean.clone(), var.clone(), epsilon, y.clone());
-                (prep.finish(state, y), mean, var)
-            }
-            OpsKind::UnTracked(prep) => {
-                let (y, mean, var) = run(None);
-                (prep.finish(y), mean, var)
-            }
-        },
-        Some(r) => match BnReluBackward
-            .prepare::<C>([x.node(), gamma.node(), beta.node(), r.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (y, mean, var) = run(Some(r.primitive().clone()));
-                let state =
-                    (x.primitive().clone(), gamma.primitive().clone(), mean.clone(), var.clone(), epsilon, y.clone());
-                (prep.finish(state, y), mean, var)
-            }
-            OpsKind::UnTracked(prep) => {
-                let (y, mean, var) = run(Some(r.primitive().clone()));
-                (prep.finish(y), mean, var)
-            }
-        },
+        None => record::<C, 3>([x.node(), gamma.node(), beta.node()], &x, &gamma, epsilon, || run(None)),
+        Some(r) => record::<C, 4>([x.node(), gamma.node(), beta.node(), r.node()], &x, &gamma, epsilon, || {
+            run(Some(r.primitive().clone()))
+        }),
     };
     // The running statistics, exactly as `BatchNorm::forward` updates them in training (the batch
     // statistics enter as constants, as its `detach` makes them).
@@ -146,4 +125,30 @@ where
     bn.running_mean.update(running_mean.detach());
     bn.running_var.update(running_var.detach());
     Tensor::from_primitive::<Ad<C>>(output)
+}
+
+/// Run the fused `forward` and put it on the autodiff graph with these parents (`[x, gamma,
+/// beta]`, and the residual), keeping what the backward needs where a gradient is wanted.
+fn record<C: CheckpointStrategy, const N: usize>(
+    parents: [NodeGuard; N],
+    x: &FloatTensor<Autodiff<Flex, C>>,
+    gamma: &FloatTensor<Autodiff<Flex, C>>,
+    epsilon: f64,
+    forward: impl FnOnce() -> (FlexTensor, FlexTensor, FlexTensor),
+) -> (FloatTensor<Autodiff<Flex, C>>, FlexTensor, FlexTensor)
+where
+    BnReluBackward: Backward<Flex, N, State = State>,
+{
+    match BnReluBackward.prepare::<C>(parents).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let (y, mean, var) = forward();
+            let state =
+                (x.primitive().clone(), gamma.primitive().clone(), mean.clone(), var.clone(), epsilon, y.clone());
+            (prep.finish(state, y), mean, var)
+        }
+        OpsKind::UnTracked(prep) => {
+            let (y, mean, var) = forward();
+            (prep.finish(y), mean, var)
+        }
+    }
 }
