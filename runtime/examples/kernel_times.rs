@@ -61,30 +61,13 @@ fn main() {
             time(&format!("bn          bwd {c} {hw}x{hw}"), 5, || {
                 let _ = fbn::batch_norm_train_backward(p(&x), p1(&gamma), m.clone(), v.clone(), 1e-5, dy.clone());
             });
-            time(&format!("bn+relu     bwd {c} {hw}x{hw}"), 5, || {
-                let _ = fbn::batch_norm_relu_train_backward(
-                    p(&x),
-                    p1(&gamma),
-                    m.clone(),
-                    v.clone(),
-                    1e-5,
-                    y.clone(),
-                    dy.clone(),
-                    false,
-                );
-            });
-            time(&format!("bn+add+relu bwd {c} {hw}x{hw}"), 5, || {
-                let _ = fbn::batch_norm_relu_train_backward(
-                    p(&x),
-                    p1(&gamma),
-                    m.clone(),
-                    v.clone(),
-                    1e-5,
-                    y.clone(),
-                    dy.clone(),
-                    true,
-                );
-            });
+            for (label, residual) in [("bn+relu    ", false), ("bn+add+relu", true)] {
+                time(&format!("{label} bwd {c} {hw}x{hw}"), 5, || {
+                    let (x, g, dy) = (p(&x), p1(&gamma), dy.clone());
+                    let _ =
+                        fbn::batch_norm_relu_train_backward(x, g, m.clone(), v.clone(), 1e-5, y.clone(), dy, residual);
+                });
+            }
         }
     }
 }

@@ -7,10 +7,12 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Distribution, Tensor};
-use resnetc_compiler::Compilation;
 use resnetc_runtime::fused;
 use resnetc_runtime::model::DynNet;
 use std::sync::Mutex;
+
+mod common;
+use common::network_with;
 
 /// The fusion switch is process-wide: tests that flip it run one at a time.
 static SWITCH: Mutex<()> = Mutex::new(());
@@ -98,6 +100,31 @@ fn batch_norm_residual_relu_matches_the_unfused_ops() {
     compare(true, [3, 8, 4, 4]);
 }
 
+/// A NaN in the input propagates as through the unfused ops (flex's ReLU passes NaN on, and
+/// its backward keeps the gradient there): training must see the loss go NaN to stop.
+#[test]
+fn nan_propagates_as_unfused() {
+    let _guard = SWITCH.lock().unwrap_or_else(|e| e.into_inner());
+    let run = |fuse: bool| {
+        let device = Device::flex().autodiff();
+        let bn = batch_norm(3, &device);
+        device.seed(13);
+        let mut v = values(&Tensor::<4>::random([2, 3, 4, 4], Distribution::Normal(0.0, 1.0), &device));
+        v[5] = f32::NAN;
+        let x = Tensor::<4>::from_data(burn::tensor::TensorData::new(v, [2, 3, 4, 4]), &device).require_grad();
+        let residual = Tensor::<4>::random([2, 3, 4, 4], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        fused::set_enabled(fuse);
+        let y = fused::bn_relu(&bn, x.clone(), Some(residual.clone()));
+        fused::set_enabled(true);
+        let grads = y.clone().sum().backward();
+        let nan = |t: &Tensor<4>| values(t).iter().map(|v| v.is_nan()).collect::<Vec<_>>();
+        (nan(&y), nan(&x.grad(&grads).unwrap()), nan(&residual.grad(&grads).unwrap()))
+    };
+    let (fused, plain) = (run(true), run(false));
+    assert!(plain.0.iter().any(|&n| n), "the unfused ops propagate the NaN");
+    assert_eq!(fused, plain, "NaN positions of the output and the input and residual gradients");
+}
+
 #[test]
 fn inference_and_frozen_batch_norms_are_not_fused() {
     let _guard = SWITCH.lock().unwrap_or_else(|e| e.into_inner());
@@ -114,16 +141,6 @@ fn inference_and_frozen_batch_norms_are_not_fused() {
     let bn = batch_norm(3, &Device::flex());
     let x = Tensor::<4>::random([2, 3, 4, 4], Distribution::Default, &Device::flex());
     assert_close("fallback", &values(&fused::bn_relu(&bn, x.clone(), None)), &values(&relu(bn.forward(x))));
-}
-
-fn network(path: &str, set: &[&str]) -> resnetc_compiler::Network {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let text = std::fs::read_to_string(format!("{root}/{path}")).unwrap();
-    let mut c = Compilation::new();
-    let id = c.add_source(path, text);
-    let overrides: Vec<resnetc_compiler::Override> =
-        set.iter().map(|s| resnetc_compiler::Override::parse(s).unwrap()).collect();
-    c.check(id, &overrides).unwrap_or_else(|d| panic!("{}", c.render(&d, false)))
 }
 
 /// Every parameter's gradient, in visiting order.
@@ -169,7 +186,7 @@ fn networks_train_the_same_fused_and_unfused() {
         ("specs/wrn-16-4.net", &["depth=10", "k=1", "dropout=0.3"][..]),
         ("specs/densenet-40-12.net", &["depth=7", "growth=4"][..]),
     ] {
-        let net = network(spec, set);
+        let net = network_with(spec, set);
         let (loss_a, grads_a) = step(&net, true);
         let (loss_b, grads_b) = step(&net, false);
         assert_close(&format!("{spec} loss"), &loss_a, &loss_b);

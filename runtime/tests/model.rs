@@ -8,19 +8,11 @@ use resnetc_codegen_tests as generated;
 use resnetc_compiler::Compilation;
 use resnetc_runtime::model::{DynNet, tensor_paths};
 
+mod common;
+use common::network_with;
+
 fn network(path: &str) -> resnetc_compiler::Network {
     network_with(path, &[])
-}
-
-/// A spec checked with `--set NAME=VALUE` overrides.
-fn network_with(path: &str, set: &[&str]) -> resnetc_compiler::Network {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let text = std::fs::read_to_string(format!("{root}/{path}")).unwrap();
-    let mut c = Compilation::new();
-    let id = c.add_source(path, text);
-    let overrides: Vec<resnetc_compiler::Override> =
-        set.iter().map(|s| resnetc_compiler::Override::parse(s).unwrap()).collect();
-    c.check(id, &overrides).unwrap_or_else(|d| panic!("{}", c.render(&d, false)))
 }
 
 fn max_diff(a: &Tensor<2>, b: &Tensor<2>) -> f32 {

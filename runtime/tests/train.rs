@@ -13,6 +13,8 @@ use resnetc_runtime::report::{Summary, read_csv};
 use resnetc_runtime::train::{Progress, TrainError, TrainOptions, evaluate, train};
 use std::path::{Path, PathBuf};
 
+mod common;
+
 fn temp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("resnetc-train-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -47,10 +49,7 @@ fn fixture(dir: &Path) -> PathBuf {
 }
 
 fn resnet20() -> resnetc_compiler::Network {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../specs/resnet-20.net");
-    let mut c = Compilation::new();
-    let id = c.add_source("specs/resnet-20.net", std::fs::read_to_string(path).unwrap());
-    c.check(id, &[]).unwrap()
+    common::network_with("specs/resnet-20.net", &[])
 }
 
 fn options(out: &Path, epochs: u32, val_split: usize) -> TrainOptions {

@@ -233,9 +233,17 @@ fn affine<T: BnFloat>(xs: &[T], out: &mut [MaybeUninit<T>], plane: usize, channe
     });
 }
 
-/// `out = max(0, (x - mean[c]) * scale[c] + beta[c] + residual)`, plane by plane.
+/// Whether ReLU passes `v` (and its gradient) on: positive, or NaN, which flex's `relu` and
+/// `relu_backward` propagate as PyTorch does (`!(v <= 0)` is true for NaN).
+#[inline(always)]
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
+fn relu_passes<T: BnFloat>(v: T) -> bool {
+    !(v <= T::ZERO)
+}
+
+/// `out = relu((x - mean[c]) * scale[c] + beta[c] + residual)`, plane by plane.
 fn affine_relu<T: BnFloat>(xs: &[T], residual: Option<&[T]>, out: &mut [MaybeUninit<T>], plane: usize, channels: usize, coef: &[(T, T, T)]) {
-    let relu = |v: T| if v > T::ZERO { v } else { T::ZERO };
+    let relu = |v: T| if relu_passes(v) { v } else { T::ZERO };
     per_plane(out, plane, channels, |c, i, p| {
         let (mean, scale, beta) = coef[c];
         let src = &xs[i * plane..(i + 1) * plane];
@@ -420,7 +428,7 @@ pub fn batch_norm_relu_train_backward(
             per_plane(out, plane, 1, |_, i, p| {
                 let (yp, gp) = (&ys[i * plane..(i + 1) * plane], &gs[i * plane..(i + 1) * plane]);
                 for ((o, &y), &g) in p.iter_mut().zip(yp).zip(gp) {
-                    o.write(if y > T::ZERO { g } else { T::ZERO });
+                    o.write(if relu_passes(y) { g } else { T::ZERO });
                 }
             })
         });
