@@ -55,16 +55,30 @@ fn main() {
             }
         }
     }
-    // Shipped specs with a network-level activation switched (`--set act=...`).
-    for (stem, spec, act) in
-        [("resnet_20_prelu", "specs/resnet-20.net", "prelu"), ("wrn_16_4_mish", "specs/wrn-16-4.net", "mish")]
-    {
+    // Shipped specs with network parameters overridden (`--set`): an activation switched, and
+    // the reduced networks of the PyTorch oracle (tests/oracle/cases.tsv, as `oracle_<name>`).
+    let mut variants: Vec<(String, String, String)> = vec![
+        ("resnet_20_prelu".into(), "specs/resnet-20.net".into(), "act=prelu".into()),
+        ("wrn_16_4_mish".into(), "specs/wrn-16-4.net".into(), "act=mish".into()),
+    ];
+    let oracle = root.join("tests/oracle/cases.tsv");
+    println!("cargo:rerun-if-changed={}", oracle.display());
+    for line in std::fs::read_to_string(&oracle).expect("tests/oracle/cases.tsv is readable").lines() {
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let [name, spec, set] = line.split('\t').collect::<Vec<_>>()[..] else {
+            panic!("tests/oracle/cases.tsv: expected name, spec and overrides: {line}")
+        };
+        variants.push((format!("oracle_{}", name.replace('-', "_")), spec.into(), set.into()));
+    }
+    for (stem, spec, set) in &variants {
         let path = root.join(spec);
         let text = std::fs::read_to_string(&path).expect("spec is readable");
         let mut compilation = resnetc_compiler::Compilation::new();
-        let id = compilation.add_source(spec, text);
-        let value = resnetc_compiler::check::parse_value(act).expect("an activation");
-        let set = [resnetc_compiler::Override { name: "act".into(), value, span: None }];
+        let id = compilation.add_source(spec.as_str(), text);
+        let set: Vec<_> =
+            set.split(',').map(|s| resnetc_compiler::Override::parse(s).expect("an override NAME=VALUE")).collect();
         let network = compilation.check(id, &set).unwrap_or_else(|d| panic!("{}", compilation.render(&d, false)));
         let code =
             resnetc_compiler::emit::emit(&network).unwrap_or_else(|d| panic!("{}", compilation.render(&d, false)));

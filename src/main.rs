@@ -64,6 +64,9 @@ enum Command {
     /// Measure training or inference throughput (median img/s over timed steps, peak RSS).
     #[cfg(feature = "train")]
     Bench(Box<train::BenchArgs>),
+    /// Import PyTorch weights (a state dict .pt/.pth, or .safetensors) into a checkpoint.
+    #[cfg(feature = "train")]
+    Import(Box<train::ImportArgs>),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -180,5 +183,7 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
         Command::Lesion(args) => train::lesion(*args),
         #[cfg(feature = "train")]
         Command::Bench(args) => train::bench(*args),
+        #[cfg(feature = "train")]
+        Command::Import(args) => train::import(*args),
     }
 }

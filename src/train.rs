@@ -53,6 +53,10 @@ pub(crate) struct TrainArgs {
     /// Progress display: Burn's TUI on a terminal and lines otherwise (auto), or always lines.
     #[arg(long, value_enum, default_value = "auto")]
     progress: ProgressArg,
+    /// Start from these weights (a .bpk from `resnetc import` or an earlier run) instead of a
+    /// fresh initialisation: fine-tuning.
+    #[arg(long, value_name = "FILE.bpk", conflicts_with = "resume")]
+    init: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -143,6 +147,30 @@ pub(crate) struct BenchArgs {
     no_fuse: bool,
 }
 
+#[derive(clap::Args)]
+pub(crate) struct ImportArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// PyTorch weights: a state dict saved with torch.save (.pt/.pth; also under a `state_dict`
+    /// key), or a .safetensors file.
+    weights: PathBuf,
+    /// The checkpoint to write (.bpk), for `eval`, `lesion`, `train --init` and the emitted code.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Rename source tensors before matching them by name, e.g. `--rename '^module\.='`
+    /// (regex, `$1` in the replacement; applied in order; repeatable).
+    #[arg(long = "rename", value_name = "REGEX=REPLACEMENT", value_parser = parse_rename)]
+    renames: Vec<resnetc_runtime::weights::Rename>,
+    /// Match tensors by position (the file's order against the network's forward order), every
+    /// shape verified, instead of by name.
+    #[arg(long, conflicts_with = "renames")]
+    by_order: bool,
+}
+
+fn parse_rename(text: &str) -> Result<resnetc_runtime::weights::Rename, String> {
+    resnetc_runtime::weights::Rename::parse(text)
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum BenchMode {
     Train,
@@ -231,6 +259,7 @@ pub(crate) fn train(args: TrainArgs) -> Result<(), ExitCode> {
         devices,
         device_name,
         workers: args.workers.max(1),
+        init: args.init.clone(),
         progress: match args.progress {
             ProgressArg::Auto => Progress::Auto,
             ProgressArg::Plain => Progress::Plain,
@@ -397,5 +426,32 @@ pub(crate) fn lesion(args: LesionArgs) -> Result<(), ExitCode> {
         LesionFormat::Csv => print!("{}", report.csv().map_err(error)?),
         LesionFormat::Json => println!("{}", serde_json::to_string_pretty(&report).expect("JSON of numbers")),
     }
+    Ok(())
+}
+
+pub(crate) fn import(args: ImportArgs) -> Result<(), ExitCode> {
+    use burn::module::Module;
+    use resnetc_runtime::weights::{self, Mapping};
+    let (c, id) = load(&args.spec)?;
+    let network = c.check(id, &args.spec.overrides).map_err(|d| fail(&c, &d))?;
+    let device = burn::tensor::Device::flex();
+    let mapping = if args.by_order { Mapping::ByOrder } else { Mapping::ByName(args.renames.clone()) };
+    let model = DynNet::new(&network, &device);
+    let count = model.tensor_paths().len();
+    let model = weights::import(model, &network.name, &args.weights, &mapping, &device).map_err(error)?;
+    let tmp = args.output.with_extension("bpk.partial");
+    model.save_file(&tmp).map_err(|e| error(format!("cannot write {}: {e}", args.output.display()))).and_then(
+        |()| {
+            std::fs::rename(&tmp, &args.output)
+                .map_err(|e| error(format!("cannot write {}: {e}", args.output.display())))
+        },
+    )?;
+    println!(
+        "{}: {count} tensors of {} imported from {} into {}",
+        args.spec.spec.display(),
+        network.name,
+        args.weights.display(),
+        args.output.display()
+    );
     Ok(())
 }

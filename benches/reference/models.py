@@ -295,18 +295,22 @@ class AblationUnit(nn.Module):
             nn.init.constant_(self.gate.bias, gate_bias)
         self.drop = nn.Dropout(p) if variant == "dropout" else None
 
-    def forward(self, x):
-        v = self.variant
+    def shortcut_of(self, x):
         h = self.shortcut(x) if self.shortcut is not None else x
-        if self.drop is not None:
-            h = self.drop(h)
+        return self.drop(h) if self.drop is not None else h
+
+    def forward(self, x):
+        # The residual branch runs before the shortcut and the gate, as in the specs, so that
+        # the tensors of both sides line up in forward order (tests/oracle).
+        v = self.variant
         if v == "relu_preact":
             f = self.bn1(self.conv1(F.relu(x)))
-            return self.bn2(self.conv2(F.relu(f))) + h
+            return self.bn2(self.conv2(F.relu(f))) + self.shortcut_of(x)
         f = F.relu(self.bn1(self.conv1(x)))
         if v == "bn_after_add":
-            return F.relu(self.bn2(self.conv2(f) + h))
+            return F.relu(self.bn2(self.conv2(f) + self.shortcut_of(x)))
         f = self.bn2(self.conv2(f))
+        h = self.shortcut_of(x)
         if v == "relu_before_add":
             return F.relu(f) + h
         if v == "scaling":

@@ -869,9 +869,10 @@ impl<'a> Emitter<'a> {
                     let access = field_access(&ctx.site(call.span), bound);
                     let name = call.name.name.as_str();
                     let code = match name {
-                        "conv" | "conv1x1" | "conv3x3" | "bn" | "avg_pool" | "max_pool" | "pad_shortcut" => {
+                        "conv" | "conv1x1" | "conv3x3" | "avg_pool" | "max_pool" | "pad_shortcut" => {
                             quote! { let x = #access.forward(x); }
                         }
+                        "bn" => quote! { let x = batch_norm(&#access, x); },
                         "dropout" => quote! { let x = #access.forward(x); },
                         "relu" => {
                             self.helpers.insert("relu");
@@ -1298,9 +1299,34 @@ impl<'a> Emitter<'a> {
         }
         if self.helpers.contains("fill_bias") {
             out.extend(quote! {
-                /// Start every entry of a layer's bias at `value` (a gate's `bias_init`).
+                /// Start every entry of a layer's bias at `value` (a gate's `bias_init`); it stays trainable.
                 fn fill_bias(bias: Option<Param<Tensor<1>>>, value: f64) -> Option<Param<Tensor<1>>> {
-                    bias.map(|b| b.map(|t| t.zeros_like().add_scalar(value)))
+                    bias.map(|b| b.map(|t| Tensor::full(t.shape(), value, &t.device()).set_require_grad(t.is_require_grad())))
+                }
+            });
+        }
+        if self.helpers.contains("bn") {
+            out.extend(quote! {
+                /// Batch norm as PyTorch's `BatchNorm2d`. Training (an autodiff device, the layer not
+                /// frozen): normalise with the batch's statistics and move the running ones toward them
+                /// by `momentum`, the variance unbiased (`n / (n - 1)`, where Burn's `forward` keeps
+                /// it biased), the update folded into the shared value at once (`value_sync`), where
+                /// records and optimizers read it. Otherwise: normalise with the running statistics.
+                fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+                    if !(x.device().is_autodiff() && bn.training.is_enabled()) {
+                        return bn.forward(x);
+                    }
+                    let [n, _, h, w] = x.dims();
+                    let count = (n * h * w) as f64;
+                    let unbiased = if count > 1.0 { count / (count - 1.0) } else { 1.0 };
+                    let out = burn::tensor::module::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon);
+                    let (m, device) = (bn.momentum, out.mean.device());
+                    let mean = bn.running_mean.value_sync().to_device(&device).mul_scalar(1.0 - m);
+                    let var = bn.running_var.value_sync().to_device(&device).mul_scalar(1.0 - m);
+                    bn.running_mean.update(mean.add(out.mean.detach().mul_scalar(m)).detach());
+                    bn.running_var.update(var.add(out.variance.detach().mul_scalar(m * unbiased)).detach());
+                    let _ = (bn.running_mean.value_sync(), bn.running_var.value_sync());
+                    out.output
                 }
             });
         }

@@ -6,8 +6,8 @@
 //! for the next convolution. Fused, the forward writes `max(0, bn(x) + shortcut)` in the batch
 //! norm's own output pass, the backward masks the gradient inside the batch norm's passes, and
 //! only the input and the output stay alive. The semantics (values, gradients of the input,
-//! gamma, beta and the shortcut, running statistics) are those of `BatchNorm::forward`, `+` and
-//! `relu`; `tests/fused.rs` checks them against the unfused ops.
+//! gamma, beta and the shortcut, running statistics) are those of [`crate::norm::batch_norm`],
+//! `+` and `relu`; `tests/fused.rs` checks them against the unfused ops.
 //!
 //! Anywhere else (inference, other devices, a frozen batch norm) [`bn_relu`] runs the unfused
 //! ops.
@@ -39,8 +39,7 @@ pub fn set_enabled(enabled: bool) {
 pub fn fuses(bn: &BatchNorm, x: &Tensor<4>, residual: Option<&Tensor<4>>) -> bool {
     let device = x.device();
     ENABLED.load(Ordering::Relaxed)
-        && device.is_autodiff()
-        && bn.training.is_enabled()
+        && crate::norm::trains(bn, x)
         && matches!(device.clone().inner().as_dispatch(), DispatchDevice::Flex(_))
         && matches!(x.dtype(), DType::F32 | DType::F64)
         && residual.is_none_or(|r| r.dims() == x.dims() && r.dtype() == x.dtype() && r.device() == device)
@@ -53,7 +52,7 @@ pub fn bn_relu(bn: &BatchNorm, x: Tensor<4>, residual: Option<Tensor<4>>) -> Ten
         Some(GradientCheckpointingStrategy::Balanced) if fusable => fused::<BalancedCheckpointing>(bn, x, residual),
         Some(GradientCheckpointingStrategy::Disabled) if fusable => fused::<NoCheckpointing>(bn, x, residual),
         _ => {
-            let y = bn.forward(x);
+            let y = crate::norm::batch_norm(bn, x);
             relu(match residual {
                 Some(r) => y + r,
                 None => y,
@@ -93,6 +92,8 @@ where
 {
     type Ad<C> = Autodiff<Flex, C>;
     let device = x.device();
+    let [n, _, h, w] = x.dims();
+    let count = n * h * w;
     let primitive = |t: Tensor<4>| t.try_into_primitive::<Ad<C>>().expect("checked: an autodiff flex tensor");
     let x = primitive(x);
     let residual = residual.map(primitive);
@@ -114,16 +115,10 @@ where
             run(Some(r.primitive().clone()))
         }),
     };
-    // The running statistics, exactly as `BatchNorm::forward` updates them in training (the batch
-    // statistics enter as constants, as its `detach` makes them).
-    let stat = |t: FlexTensor| Tensor::<1>::from_primitive::<Flex>(t);
-    let momentum = bn.momentum;
-    let running_mean = bn.running_mean.value_sync().to_device(&device);
-    let running_var = bn.running_var.value_sync().to_device(&device);
-    let running_mean = running_mean.mul_scalar(1.0 - momentum).add(stat(mean).mul_scalar(momentum));
-    let running_var = running_var.mul_scalar(1.0 - momentum).add(stat(var).mul_scalar(momentum));
-    bn.running_mean.update(running_mean.detach());
-    bn.running_var.update(running_var.detach());
+    // The running statistics, as the unfused path updates them (`norm::update_running`: the
+    // batch statistics enter as constants, the variance unbiased as in PyTorch).
+    let stat = |t: FlexTensor| Tensor::<1>::from_primitive::<Flex>(t).to_device(&device);
+    crate::norm::update_running(bn, stat(mean), stat(var), count);
     Tensor::from_primitive::<Ad<C>>(output)
 }
 

@@ -12,7 +12,9 @@
 //! - [`bench`]: training and inference throughput (`resnetc bench`);
 //! - [`lesion`]: the lesion study of Veit et al. 2016 (`resnetc lesion`);
 //! - [`memory`]: allocator settings that keep a training step's buffers in the process;
-//! - [`fused`]: batch norm, residual addition and ReLU as one op when training on the CPU.
+//! - [`norm`]: batch norm with PyTorch's training semantics (running statistics);
+//! - [`fused`]: batch norm, residual addition and ReLU as one op when training on the CPU;
+//! - [`weights`]: PyTorch state dicts and safetensors files into resnetc checkpoints (`resnetc import`).
 
 pub mod bench;
 pub mod data;
@@ -21,6 +23,8 @@ pub mod fused;
 pub mod lesion;
 pub mod memory;
 pub mod model;
+pub mod norm;
 pub mod recipe;
 pub mod report;
 pub mod train;
+pub mod weights;

@@ -207,9 +207,10 @@ fn conv(layer: &Layer, device: &Device) -> Conv2d {
     conv
 }
 
-/// Start every entry of a bias at `value` (`bias_init`), as the emitted code does.
+/// Start every entry of a bias at `value` (`bias_init`), as the emitted code does; it stays
+/// trainable (a tensor made by `zeros_like` would not require a gradient, freezing the bias).
 fn fill_bias(bias: Option<Param<Tensor<1>>>, value: f64) -> Option<Param<Tensor<1>>> {
-    bias.map(|b| b.map(|t| t.zeros_like().add_scalar(value)))
+    bias.map(|b| b.map(|t| Tensor::full(t.shape(), value, &t.device()).set_require_grad(t.is_require_grad())))
 }
 
 /// An operand of a merge expression while it is evaluated.
@@ -431,7 +432,7 @@ impl DynBlock {
             x = match op {
                 Op::Field(i) => match &self.fields[*i].1 {
                     Field::Conv(m) => Act::Maps(m.forward(x.maps())),
-                    Field::Bn(m) => Act::Maps(m.forward(x.maps())),
+                    Field::Bn(m) => Act::Maps(crate::norm::batch_norm(m, x.maps())),
                     Field::Linear(m) => Act::Flat(m.forward(x.flat())),
                     Field::Dropout(m) => match x {
                         Act::Maps(t) => Act::Maps(m.forward(t)),

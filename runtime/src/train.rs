@@ -617,6 +617,8 @@ pub struct TrainOptions {
     pub device_name: String,
     /// Data-loader worker threads.
     pub workers: usize,
+    /// Weights to start from instead of a fresh initialisation (fine-tuning; not with `resume`).
+    pub init: Option<PathBuf>,
     pub progress: Progress,
 }
 
@@ -671,6 +673,9 @@ pub fn train(network: &Network, dataset: &Dataset, options: &TrainOptions) -> Re
     let out = &options.out;
     let checkpoints = out.join("checkpoint");
     let main_device = options.devices.first().cloned().ok_or_else(|| TrainError::Setup("no device".into()))?;
+    if options.resume && options.init.is_some() {
+        return Err(TrainError::Setup("--init starts a new run; --resume continues one: give one of them".into()));
+    }
     if recipe.batch_size == 0 {
         return Err(TrainError::Setup("batch_size must be at least 1".into()));
     }
@@ -831,7 +836,13 @@ pub fn train(network: &Network, dataset: &Dataset, options: &TrainOptions) -> Re
         let optimizer = sgd(recipe).init();
         main_device.seed(options.seed);
         // Parameters are created tracked (on the autodiff device): Burn's fork keeps that state.
-        let model = DynNet::new(network, &main_device.clone().autodiff()).with_label_smoothing(recipe.label_smoothing);
+        let mut model =
+            DynNet::new(network, &main_device.clone().autodiff()).with_label_smoothing(recipe.label_smoothing);
+        if let Some(init) = options.init.as_ref().filter(|_| start.is_none()) {
+            model = model.try_load_file(init).map_err(|e| {
+                TrainError::Setup(format!("--init {}: cannot load into {}: {e}", init.display(), network.name))
+            })?;
+        }
         let learner = Learner::new(model, optimizer, RecipeLr::new(recipe.clone(), per_epoch));
 
         let interrupter = Interrupter::new();

@@ -16,36 +16,12 @@ use std::path::{Path, PathBuf};
 mod common;
 
 fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("resnetc-train-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::temp(&format!("train-{name}"))
 }
 
-/// CIFAR-10 binary files: 5 × 8 training records and 16 test records; the class sets the
-/// mean brightness of each channel, so there is something to learn.
+/// CIFAR-10 binary files: 5 × 8 training records and 16 test records.
 fn fixture(dir: &Path) -> PathBuf {
-    let data = dir.join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let mut state = 12345u32;
-    let mut record = |label: u8| {
-        let mut r = vec![label];
-        for ch in 0..3u32 {
-            for _ in 0..1024 {
-                state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
-                let noise = (state >> 24) % 64;
-                r.push(((u32::from(label) * 20 + ch * 7 + noise) % 256) as u8);
-            }
-        }
-        r
-    };
-    for b in 1..=5u8 {
-        let bytes: Vec<u8> = (0..8u8).flat_map(|i| record((b + i) % 10)).collect();
-        std::fs::write(data.join(format!("data_batch_{b}.bin")), bytes).unwrap();
-    }
-    let test: Vec<u8> = (0..16u8).flat_map(|i| record(i % 10)).collect();
-    std::fs::write(data.join("test_batch.bin"), test).unwrap();
-    data
+    common::cifar10(dir, 8, 16)
 }
 
 fn resnet20() -> resnetc_compiler::Network {
@@ -68,6 +44,7 @@ fn options(out: &Path, epochs: u32, val_split: usize) -> TrainOptions {
         devices: vec![Device::flex()],
         device_name: "cpu".into(),
         workers: 1,
+        init: None,
         progress: Progress::Silent,
     }
 }
@@ -217,4 +194,43 @@ fn bad_setups_are_errors_before_training() {
     let mut zero = options(&dir.join("c"), 1, 0);
     zero.recipe.batch_size = 0;
     assert!(train(&network, &dataset, &zero).unwrap_err().to_string().contains("batch_size"));
+}
+
+#[test]
+fn init_starts_from_the_given_weights() {
+    let dir = temp("init");
+    let dataset = data::load(&fixture(&dir), [3, 32, 32]).unwrap();
+    let network = resnet20();
+    let first = dir.join("first");
+    train(&network, &dataset, &options(&first, 1, 0)).unwrap();
+
+    // From those weights at learning rate 0 the parameters stay the first run's exactly (the
+    // running statistics move on); from a fresh initialisation they would not.
+    let mut again = options(&dir.join("again"), 1, 0);
+    again.init = Some(first.join("last.bpk"));
+    again.recipe = again.recipe.set("optimizer.lr=0").unwrap().set("schedule={kind: constant}").unwrap();
+    train(&network, &dataset, &again).unwrap();
+    let device = Device::flex();
+    let load = |path: PathBuf| common::tensors(&DynNet::new(&network, &device).load_file(path));
+    let (a, b) = (load(first.join("last.bpk")), load(dir.join("again/last.bpk")));
+    let params: Vec<&String> = a.keys().filter(|k| !k.contains("running_")).collect();
+    assert!(params.len() > 60);
+    for k in params {
+        assert_eq!(a[k], b[k], "{k}");
+    }
+    assert_ne!(a["bn1.running_mean"], b["bn1.running_mean"], "training passes still update the statistics");
+
+    // Weights that do not fit, and --init with --resume, are refused before training.
+    let mut wrong = options(&dir.join("wrong"), 1, 0);
+    let other = common::network_from(
+        "tiny.net",
+        "network tiny(classes = 10) {\n input 3x32x32\n conv3x3(8) bn relu\n global_avg_pool linear(classes)\n}\n",
+    );
+    wrong.init = Some(first.join("last.bpk"));
+    let e = train(&other, &dataset, &wrong).unwrap_err();
+    assert!(e.to_string().contains("--init") && e.to_string().contains("last.bpk"), "{e}");
+    let mut both = options(&first, 2, 0);
+    both.resume = true;
+    both.init = Some(first.join("last.bpk"));
+    assert!(train(&network, &dataset, &both).unwrap_err().to_string().contains("--init"));
 }

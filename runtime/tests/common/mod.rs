@@ -4,6 +4,7 @@ use resnetc_compiler::Compilation;
 
 /// A shipped spec (path relative to the workspace root) checked with `--set NAME=VALUE`
 /// overrides; panics with the rendered diagnostics if it does not check.
+#[allow(dead_code)]
 pub fn network_with(path: &str, set: &[&str]) -> resnetc_compiler::Network {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let text = std::fs::read_to_string(format!("{root}/{path}")).unwrap();
@@ -12,4 +13,75 @@ pub fn network_with(path: &str, set: &[&str]) -> resnetc_compiler::Network {
     let overrides: Vec<resnetc_compiler::Override> =
         set.iter().map(|s| resnetc_compiler::Override::parse(s).unwrap()).collect();
     c.check(id, &overrides).unwrap_or_else(|d| panic!("{}", c.render(&d, false)))
+}
+
+/// An inline spec checked with no overrides; panics with the rendered diagnostics if it does
+/// not check.
+#[allow(dead_code)]
+pub fn network_from(name: &str, text: &str) -> resnetc_compiler::Network {
+    let mut c = Compilation::new();
+    let id = c.add_source(name, text);
+    c.check(id, &[]).unwrap_or_else(|d| panic!("{}", c.render(&d, false)))
+}
+
+/// Every float tensor a module records, by path (`stage1.0.bn1.running_mean`), as f64 values.
+#[allow(dead_code)]
+pub fn tensors<M: burn::module::Module>(module: &M) -> std::collections::BTreeMap<String, Vec<f64>> {
+    use burn::module::{ModuleVisitor, Param};
+    use burn::tensor::Tensor;
+    struct Values {
+        path: Vec<String>,
+        out: std::collections::BTreeMap<String, Vec<f64>>,
+    }
+    impl ModuleVisitor for Values {
+        fn enter_module(&mut self, name: &str, _container: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let values = param.val().into_data().convert::<f64>().try_to_vec::<f64>().unwrap();
+            self.out.insert(self.path.join("."), values);
+        }
+    }
+    let mut v = Values { path: Vec::new(), out: Default::default() };
+    module.visit(&mut v);
+    v.out
+}
+
+/// A fresh folder under the system's temporary directory for one test.
+#[allow(dead_code)]
+pub fn temp(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("resnetc-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// CIFAR-10 binary files in `dir/data`: 5 × `per_batch` training records and `test` test
+/// records; the class sets the mean brightness of each channel, so there is something to learn.
+#[allow(dead_code)]
+pub fn cifar10(dir: &std::path::Path, per_batch: usize, test: usize) -> std::path::PathBuf {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut state = 12345u32;
+    let mut record = |label: u8| {
+        let mut r = vec![label];
+        for ch in 0..3u32 {
+            for _ in 0..1024 {
+                state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                let noise = (state >> 24) % 64;
+                r.push(((u32::from(label) * 20 + ch * 7 + noise) % 256) as u8);
+            }
+        }
+        r
+    };
+    for b in 1..=5usize {
+        let bytes: Vec<u8> = (0..per_batch).flat_map(|i| record(((b + i) % 10) as u8)).collect();
+        std::fs::write(data.join(format!("data_batch_{b}.bin")), bytes).unwrap();
+    }
+    let bytes: Vec<u8> = (0..test).flat_map(|i| record((i % 10) as u8)).collect();
+    std::fs::write(data.join("test_batch.bin"), bytes).unwrap();
+    data
 }

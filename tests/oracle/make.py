@@ -1,0 +1,178 @@
+"""Cross-framework oracle fixtures: PyTorch's numbers for one network of every family.
+
+Run by hand (torch is not in CI); `cargo test -p resnetc-runtime --test oracle` checks resnetc
+against what this writes:
+
+    python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch safetensors numpy
+    /tmp/torchenv/bin/python tests/oracle/make.py          # rewrites tests/oracle/*.safetensors
+
+For each case of `cases.tsv` it builds the PyTorch reference of `benches/reference/models.py` at a reduced
+size (the same `--set` overrides the Rust test gives the spec), randomises the batch-norm
+affine parameters and running statistics (so eval mode is not the identity on fresh
+statistics), and saves, in one safetensors file:
+
+- `param.<name>`: every tensor of the state dict (PyTorch names; `num_batches_tracked` left
+  out), the metadata key `order` listing them in forward order, which is the order resnetc
+  records its tensors in (`resnetc import --by-order` maps them the same way);
+- `input` (8 images 3x32x32) and `target` (their classes);
+- `eval_logits`: the logits in eval mode;
+- `loss`: the mean cross-entropy of one forward pass in training mode (batch statistics),
+- `grad.<name>`: the gradient of that loss for every parameter,
+- `running.<name>`: the running statistics after that pass (momentum 0.1, unbiased variance),
+- `step.<name>` (resnet-20 and wrn-16-4 only): every parameter after one step of the recipe's
+  SGD (lr 0.1, momentum 0.9, weight decay 1e-4, 5e-4 for WRN, dampening 0) on those gradients.
+
+It also writes `tiny.pth`, a checkpoint in the layout of bearpaw's training scripts, and
+`tiny-expected.safetensors` (a batch and its eval-mode logits), for `resnetc import`'s tests.
+"""
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(here, "..", "..", "benches", "reference"))
+import models as m  # noqa: E402
+
+# The PyTorch reference of each case of cases.tsv (which gives its spec and `--set`), and the
+# weight decay of its recipe.
+REFERENCES = {
+    "resnet-20": (lambda: m.CifarResNet(8, 10), 1e-4),
+    "resnet-20-a": (lambda: m.CifarResNet(8, 10, option="A"), 1e-4),
+    "resnet-164": (lambda: m.CifarResNet(11, 10, block="bottleneck"), 1e-4),
+    "preresnet-164": (lambda: m.PreResNet(11, 10, bottleneck=True), 1e-4),
+    "wrn-16-4": (lambda: m.WideResNet(10, 1, 10), 5e-4),
+    "resnext-29-8x16d": (lambda: m.CifarResNeXt(11, 4, 4, 10, widen_factor=1), 5e-4),
+    "densenet-bc-100-12": (lambda: m.DenseNet(10, 12, 10, bottleneck=True, compression=0.5), 1e-4),
+    "se-resnet-20": (lambda: m.CifarResNet(8, 10, block="se"), 1e-4),
+    "exclusive-gating": (lambda: m.AblationResNet("exclusive_gate", 10, depth=8), 1e-4),
+}
+
+
+def cases():
+    with open(os.path.join(here, "cases.tsv")) as f:
+        for line in f:
+            if line.strip() and not line.startswith("#"):
+                name, spec, overrides = line.rstrip("\n").split("\t")
+                yield name, spec, overrides
+
+
+# The optimizer step is the same code for every network: two cases check it (keeps the files small).
+WITH_STEP = {"resnet-20", "wrn-16-4"}
+
+
+def forward_order(model, x):
+    """State-dict names in the order their modules first run."""
+    seen = []
+    hooks = [
+        mod.register_forward_pre_hook(lambda mod, _inp: seen.append(mod) if mod not in seen else None)
+        for mod in model.modules()
+        if list(mod.parameters(recurse=False)) or list(mod.buffers(recurse=False))
+    ]
+    with torch.no_grad():
+        model.eval()
+        model(x)
+    for h in hooks:
+        h.remove()
+    names = {id(mod): prefix for prefix, mod in model.named_modules()}
+    order = []
+    for mod in seen:
+        prefix = names[id(mod)]
+        for name, _ in list(mod.named_parameters(recurse=False)) + list(mod.named_buffers(recurse=False)):
+            if name != "num_batches_tracked":
+                order.append(f"{prefix}.{name}" if prefix else name)
+    return order
+
+
+def make(name, spec, overrides, build, weight_decay):
+    torch.manual_seed(sum(map(ord, name)))
+    model = build()
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.normal_(0.0, 0.1)
+                mod.running_mean.normal_(0.0, 0.1)
+                mod.running_var.uniform_(0.5, 1.5)
+    # Drawn in f32 and computed in f64: the reference is exact for the f32 values stored.
+    model = model.double()
+    x = torch.randn(8, 3, 32, 32).double()
+    target = torch.randint(0, 10, (8,))
+    order = forward_order(model, x)
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    assert sorted(order) == sorted(state), f"{name}: modules that never ran: {set(state) - set(order)}"
+
+    out = {f"param.{k}": v.clone() for k, v in state.items()}
+    out["input"], out["target"] = x, target
+    model.eval()
+    with torch.no_grad():
+        out["eval_logits"] = model(x)
+    model.train()
+    loss = F.cross_entropy(model(x), target)
+    loss.backward()
+    out["loss"] = loss.detach().reshape(1)
+    for k, p in model.named_parameters():
+        out[f"grad.{k}"] = p.grad.clone()
+    for k, b in model.named_buffers():
+        if not k.endswith("num_batches_tracked"):
+            out[f"running.{k}"] = b.clone()
+    if name in WITH_STEP:
+        sgd = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=weight_decay, dampening=0)
+        sgd.step()
+        for k, p in model.named_parameters():
+            out[f"step.{k}"] = p.detach().clone()
+
+    # Stored in f32 (resnetc's precision); the integer targets as i64.
+    out = {k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in out.items()}
+    meta = {"spec": spec, "set": overrides, "order": ",".join(order), "weight_decay": repr(weight_decay)}
+    path = os.path.join(here, f"{name}.safetensors")
+    save_file(out, path, metadata=meta)
+    params = sum(p.numel() for p in model.parameters())
+    print(f"{name:>20}: {params:>7} parameters, loss {loss.item():.6f}, {os.path.getsize(path) / 1e6:.2f} MB")
+
+
+class Tiny(torch.nn.Module):
+    """The `tiny` network of tests/train_cli.rs (conv3x3(8) bn relu, one basic block, linear)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1 = m.conv3x3(3, 8), torch.nn.BatchNorm2d(8)
+        self.block = m.BasicBlock(8, 8)
+        self.fc = torch.nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = self.block(F.relu(self.bn1(self.conv1(x))))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def make_checkpoint():
+    """`tiny.pth`: a training checkpoint as bearpaw's scripts write it (the state dict of a
+    DataParallel model, `module.` names, under `state_dict`, beside other entries), for
+    `resnetc import`'s tests; `tiny-expected.safetensors`: a batch and its eval-mode logits."""
+    torch.manual_seed(3)
+    model = Tiny()
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.normal_(0.0, 0.1)
+                mod.running_mean.normal_(0.0, 0.1)
+                mod.running_var.uniform_(0.5, 1.5)
+    state = {f"module.{k}": v for k, v in model.state_dict().items()}
+    torch.save({"epoch": 3, "best_acc": 0.5, "state_dict": state}, os.path.join(here, "tiny.pth"))
+    x = torch.randn(4, 3, 32, 32)
+    model.eval()
+    with torch.no_grad():
+        logits = model.double()(x.double()).float()
+    save_file({"input": x, "eval_logits": logits}, os.path.join(here, "tiny-expected.safetensors"))
+    print(f"{'tiny':>20}: {os.path.getsize(os.path.join(here, 'tiny.pth'))} bytes")
+
+
+if __name__ == "__main__":
+    for name, spec, overrides in cases():
+        if len(sys.argv) == 1 or name in sys.argv[1:]:
+            make(name, spec, overrides, *REFERENCES[name])
+    if len(sys.argv) == 1 or "tiny" in sys.argv[1:]:
+        make_checkpoint()
