@@ -213,8 +213,8 @@ pub struct Rename {
 }
 
 impl Rename {
-    /// Parse `REGEX=REPLACEMENT` (split at the last `=` not inside the regex's own text is
-    /// ambiguous, so at the first `=`: write `\x3d` for an `=` in the regex).
+    /// Parse `REGEX=REPLACEMENT`, split at the first `=` (write `\x3d` for an `=` inside the
+    /// regex).
     pub fn parse(text: &str) -> Result<Rename, String> {
         let (pattern, replacement) =
             text.split_once('=').ok_or_else(|| format!("--rename {text}: expected REGEX=REPLACEMENT"))?;

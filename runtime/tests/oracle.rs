@@ -6,7 +6,7 @@
 //! gradients, running statistics after a training-mode pass, and (two cases) weights after one
 //! SGD step. Training passes run twice: with the fused CPU batch norm and without it.
 
-use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::module::{Module, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use resnetc_runtime::model::DynNet;
@@ -110,24 +110,11 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f64> {
 
 /// Each tensor's parameter id, by path.
 fn ids<M: Module>(module: &M) -> BTreeMap<String, ParamId> {
-    struct Ids {
-        path: Vec<String>,
-        out: BTreeMap<String, ParamId>,
-    }
-    impl ModuleVisitor for Ids {
-        fn enter_module(&mut self, name: &str, _container: &str) {
-            self.path.push(name.to_string());
-        }
-        fn exit_module(&mut self, _name: &str, _container: &str) {
-            self.path.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.out.insert(self.path.join("."), param.id);
-        }
-    }
-    let mut v = Ids { path: Vec::new(), out: BTreeMap::new() };
-    module.visit(&mut v);
-    v.out
+    let mut out = BTreeMap::new();
+    common::each_tensor(module, |(path, id, _)| {
+        out.insert(path, id);
+    });
+    out
 }
 
 /// A tensor of the fixture in resnetc's layout for `target` (linear weights transposed).

@@ -86,9 +86,9 @@ def forward_order(model, x):
     return order
 
 
-def make(name, spec, overrides, build, weight_decay):
-    torch.manual_seed(sum(map(ord, name)))
-    model = build()
+def randomise_batch_norms(model):
+    """Affine parameters and running statistics away from their 1/0 start, so that eval mode
+    and the running-statistics update are tested on values that matter."""
     with torch.no_grad():
         for mod in model.modules():
             if isinstance(mod, torch.nn.BatchNorm2d):
@@ -96,6 +96,12 @@ def make(name, spec, overrides, build, weight_decay):
                 mod.bias.normal_(0.0, 0.1)
                 mod.running_mean.normal_(0.0, 0.1)
                 mod.running_var.uniform_(0.5, 1.5)
+
+
+def make(name, spec, overrides, build, weight_decay):
+    torch.manual_seed(sum(map(ord, name)))
+    model = build()
+    randomise_batch_norms(model)
     # Drawn in f32 and computed in f64: the reference is exact for the f32 values stored.
     model = model.double()
     x = torch.randn(8, 3, 32, 32).double()
@@ -153,13 +159,7 @@ def make_checkpoint():
     `resnetc import`'s tests; `tiny-expected.safetensors`: a batch and its eval-mode logits."""
     torch.manual_seed(3)
     model = Tiny()
-    with torch.no_grad():
-        for mod in model.modules():
-            if isinstance(mod, torch.nn.BatchNorm2d):
-                mod.weight.uniform_(0.5, 1.5)
-                mod.bias.normal_(0.0, 0.1)
-                mod.running_mean.normal_(0.0, 0.1)
-                mod.running_var.uniform_(0.5, 1.5)
+    randomise_batch_norms(model)
     state = {f"module.{k}": v for k, v in model.state_dict().items()}
     torch.save({"epoch": 3, "best_acc": 0.5, "state_dict": state}, os.path.join(here, "tiny.pth"))
     x = torch.randn(4, 3, 32, 32)

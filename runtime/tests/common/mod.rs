@@ -24,16 +24,19 @@ pub fn network_from(name: &str, text: &str) -> resnetc_compiler::Network {
     c.check(id, &[]).unwrap_or_else(|d| panic!("{}", c.render(&d, false)))
 }
 
-/// Every float tensor a module records, by path (`stage1.0.bn1.running_mean`), as f64 values.
+/// What [`each_tensor`] hands over: a tensor's path, its parameter id, and a reader of its values.
+type Visit<'a> = (String, burn::module::ParamId, &'a dyn Fn() -> burn::tensor::TensorData);
+
+/// `f` for every float tensor a module records (`stage1.0.bn1.running_mean`).
 #[allow(dead_code)]
-pub fn tensors<M: burn::module::Module>(module: &M) -> std::collections::BTreeMap<String, Vec<f64>> {
+pub fn each_tensor<M: burn::module::Module>(module: &M, f: impl FnMut(Visit<'_>)) {
     use burn::module::{ModuleVisitor, Param};
     use burn::tensor::Tensor;
-    struct Values {
+    struct Walk<F> {
         path: Vec<String>,
-        out: std::collections::BTreeMap<String, Vec<f64>>,
+        f: F,
     }
-    impl ModuleVisitor for Values {
+    impl<F: FnMut(Visit<'_>)> ModuleVisitor for Walk<F> {
         fn enter_module(&mut self, name: &str, _container: &str) {
             self.path.push(name.to_string());
         }
@@ -41,13 +44,20 @@ pub fn tensors<M: burn::module::Module>(module: &M) -> std::collections::BTreeMa
             self.path.pop();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let values = param.val().into_data().convert::<f64>().try_to_vec::<f64>().unwrap();
-            self.out.insert(self.path.join("."), values);
+            (self.f)((self.path.join("."), param.id, &|| param.val().into_data()));
         }
     }
-    let mut v = Values { path: Vec::new(), out: Default::default() };
-    module.visit(&mut v);
-    v.out
+    module.visit(&mut Walk { path: Vec::new(), f });
+}
+
+/// Every float tensor a module records, by path, as f64 values.
+#[allow(dead_code)]
+pub fn tensors<M: burn::module::Module>(module: &M) -> std::collections::BTreeMap<String, Vec<f64>> {
+    let mut out = std::collections::BTreeMap::new();
+    each_tensor(module, |(path, _, read)| {
+        out.insert(path, read().convert::<f64>().try_to_vec::<f64>().unwrap());
+    });
+    out
 }
 
 /// A fresh folder under the system's temporary directory for one test.
