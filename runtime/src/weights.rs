@@ -362,3 +362,85 @@ pub fn import(
     let plan = plan(&targets, &source, mapping, network)?;
     Ok(apply(model, &source, &targets, &plan, device))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pickled(key: &str, long: bool) -> Vec<u8> {
+        let mut out = if long { vec![b'X'] } else { vec![0x8c] };
+        if long {
+            out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        } else {
+            out.push(key.len() as u8);
+        }
+        out.extend_from_slice(key.as_bytes());
+        out
+    }
+
+    #[test]
+    fn the_pickle_gives_the_order_of_the_keys() {
+        // Keys as protocol 2 (BINUNICODE) and 4 (SHORT_BINUNICODE) write them, with a key that
+        // is a prefix of another and an unrelated string in between.
+        let mut bytes = b"\x80\x02}q\x00(".to_vec();
+        for (key, long) in [("fc.weight", true), ("other", false), ("conv1.weight", false), ("fc.weight.x", true)] {
+            bytes.extend(pickled(key, long));
+            bytes.extend_from_slice(b"ctorch._utils\n_rebuild_tensor_v2\nq\x01");
+        }
+        let keys = ["conv1.weight", "fc.weight.x", "fc.weight"].map(String::from);
+        assert_eq!(pickle_order(&bytes, keys.iter()).unwrap(), ["fc.weight", "conv1.weight", "fc.weight.x"]);
+        // A key that the pickle does not hold: no order.
+        let missing = ["conv1.weight", "bn.weight"].map(String::from);
+        assert_eq!(pickle_order(&bytes, missing.iter()), None);
+    }
+
+    fn target(path: &str, shape: &[usize], kind: Kind) -> Target {
+        Target { path: path.into(), shape: shape.to_vec(), kind }
+    }
+
+    fn source(names: &[(&str, &[usize])]) -> Source {
+        let tensors = names
+            .iter()
+            .map(|(name, shape)| {
+                let n = shape.iter().product();
+                SourceTensor {
+                    name: name.to_string(),
+                    shape: shape.to_vec(),
+                    data: TensorData::new(vec![0f32; n], shape.to_vec()),
+                }
+            })
+            .collect();
+        Source { path: "w.pt".into(), tensors, ordered: true }
+    }
+
+    #[test]
+    fn tensors_match_by_renamed_name_or_by_order_and_every_problem_is_listed() {
+        let targets = [
+            target("bn1.gamma", &[8], Kind::Norm),
+            target("bn1.beta", &[8], Kind::Norm),
+            target("linear1.weight", &[8, 10], Kind::LinearWeight),
+        ];
+        let file = source(&[("module.bn.weight", &[8]), ("module.bn.bias", &[8]), ("module.fc.weight", &[10, 8])]);
+        let renames = ["^module\\.=", "^bn\\.=bn1.", "^fc\\.=linear1."].map(|r| Rename::parse(r).unwrap()).to_vec();
+        assert_eq!(plan(&targets, &file, &Mapping::ByName(renames.clone()), "n").unwrap(), [0, 1, 2]);
+        assert_eq!(plan(&targets, &file, &Mapping::ByOrder, "n").unwrap(), [0, 1, 2]);
+
+        // A linear layer of another width, a tensor too many, one missing.
+        let other = source(&[("module.bn.weight", &[8]), ("module.fc.weight", &[12, 8]), ("module.extra", &[3])]);
+        let e = plan(&targets, &other, &Mapping::ByName(renames), "n").unwrap_err().to_string();
+        for want in [
+            "missing: bn1.bias [8]",
+            "shape: module.fc.weight is [12, 8] in the file, linear1.weight [10, 8] in the network",
+            "unexpected: module.extra [3]",
+        ] {
+            assert!(e.contains(want), "`{want}` not in {e}");
+        }
+        let e = plan(&targets, &other, &Mapping::ByOrder, "n").unwrap_err().to_string();
+        assert!(e.contains("shape: module.fc.weight is [12, 8] in the file, bn1.bias [8]"), "{e}");
+
+        let unordered = Source { ordered: false, ..file };
+        let e = plan(&targets, &unordered, &Mapping::ByOrder, "n").unwrap_err().to_string();
+        assert!(e.contains("--by-order needs the file's tensor order"), "{e}");
+        assert!(Rename::parse("no-equals").is_err() && Rename::parse("(=x").is_err());
+    }
+}
