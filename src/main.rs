@@ -67,6 +67,9 @@ enum Command {
     /// Import PyTorch weights (a state dict .pt/.pth, or .safetensors) into a checkpoint.
     #[cfg(feature = "train")]
     Import(Box<train::ImportArgs>),
+    /// Export trained weights as ONNX (the eval-mode forward; burn-onnx, experimental).
+    #[cfg(feature = "train")]
+    Export(Box<train::ExportArgs>),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -185,5 +188,7 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
         Command::Bench(args) => train::bench(*args),
         #[cfg(feature = "train")]
         Command::Import(args) => train::import(*args),
+        #[cfg(feature = "train")]
+        Command::Export(args) => train::export(*args),
     }
 }

@@ -167,6 +167,21 @@ pub(crate) struct ImportArgs {
     by_order: bool,
 }
 
+#[derive(clap::Args)]
+pub(crate) struct ExportArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// The weights to export (a .bpk from `resnetc train` or `resnetc import`).
+    #[arg(long)]
+    weights: PathBuf,
+    /// The ONNX file to write.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Bake this batch size into the graph instead of a dynamic `batch` axis.
+    #[arg(long)]
+    batch: Option<usize>,
+}
+
 fn parse_rename(text: &str) -> Result<resnetc_runtime::weights::Rename, String> {
     resnetc_runtime::weights::Rename::parse(text)
 }
@@ -452,6 +467,41 @@ pub(crate) fn import(args: ImportArgs) -> Result<(), ExitCode> {
         network.name,
         args.weights.display(),
         args.output.display()
+    );
+    Ok(())
+}
+
+pub(crate) fn export(args: ExportArgs) -> Result<(), ExitCode> {
+    use burn::module::Module;
+    use resnetc_runtime::export::{self, Batch};
+    let (c, id) = load(&args.spec)?;
+    let network = c.check(id, &args.spec.overrides).map_err(|d| fail(&c, &d))?;
+    let Some([ch, h, w]) = network.input.as_chw() else {
+        return Err(error(format!(
+            "{}: the network's input {} is not an image (C×H×W)",
+            args.spec.spec.display(),
+            network.input
+        )));
+    };
+    let device = burn::tensor::Device::flex();
+    let model = DynNet::new(&network, &device)
+        .try_load_file(&args.weights)
+        .map_err(|e| error(format!("{}: cannot load into {}: {e}", args.weights.display(), network.name)))?;
+    let batch = args.batch.map_or(Batch::Dynamic, Batch::Fixed);
+    let bytes = export::onnx(&model, [ch as usize, h as usize, w as usize], batch)
+        .map_err(|e| error(format!("{}: {e}", network.name)))?;
+    resnetc_runtime::report::write_atomic(&args.output, &bytes)
+        .map_err(|e| error(format!("cannot write {}: {e}", args.output.display())))?;
+    let shape = match batch {
+        Batch::Dynamic => format!("[batch, {ch}, {h}, {w}]"),
+        Batch::Fixed(n) => format!("[{n}, {ch}, {h}, {w}]"),
+    };
+    println!(
+        "{}: {} (input {shape}, eval mode) exported to {} ({} bytes)",
+        args.spec.spec.display(),
+        network.name,
+        args.output.display(),
+        bytes.len()
     );
     Ok(())
 }

@@ -130,3 +130,48 @@ fn files_that_do_not_fit_are_refused_with_every_problem() {
     let both = resnetc(&["import", spec, &checkpoint(), "-o", &out_s, "--by-order", "--rename", "a=b"]);
     assert_eq!(both.status.code(), Some(2), "{}", text(&both.stderr));
 }
+
+/// `resnetc export`: imported weights out as ONNX (the graph's contents are checked in
+/// runtime/tests/oracle.rs), and its refusals.
+#[test]
+fn imported_weights_export_to_onnx() {
+    let dir = temp("export");
+    let spec = dir.join("tiny.net");
+    std::fs::write(&spec, TINY).unwrap();
+    let spec = spec.to_str().unwrap();
+    let bpk = dir.join("tiny.bpk").display().to_string();
+    let run = resnetc(&["import", spec, &checkpoint(), "-o", &bpk, "--by-order"]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+
+    let onnx = dir.join("tiny.onnx");
+    let onnx_s = onnx.display().to_string();
+    let run = resnetc(&["export", spec, "--weights", &bpk, "-o", &onnx_s]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    assert!(text(&run.stdout).contains("input [batch, 3, 32, 32]"), "{}", text(&run.stdout));
+    let bytes = std::fs::read(&onnx).unwrap();
+    // An ONNX ModelProto starts with field 1 (ir_version, a varint): tag byte 0x08.
+    assert_eq!(bytes[0], 0x08, "a protobuf ModelProto");
+    let run = resnetc(&["export", spec, "--weights", &bpk, "-o", &onnx_s, "--batch", "4"]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    assert!(text(&run.stdout).contains("input [4, 3, 32, 32]"), "{}", text(&run.stdout));
+
+    let refuse = |args: &[&str], expected: &str| {
+        let out = dir.join("refused.onnx");
+        let mut args = args.to_vec();
+        let out_s = out.display().to_string();
+        args.extend(["-o", &out_s]);
+        let run = resnetc(&args);
+        let stderr = text(&run.stderr);
+        assert_eq!(run.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: `{expected}` not in\n{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!out.exists(), "nothing written for a refused export");
+    };
+    // Weights of another network, no weights, not weights, an empty batch.
+    refuse(&["export", "specs/resnet-20.net", "--weights", &bpk], "cannot load into resnet_20");
+    refuse(&["export", spec, "--weights", "no/such.bpk"], "no/such.bpk: cannot load into tiny");
+    let junk = dir.join("junk.bpk");
+    std::fs::write(&junk, b"not a checkpoint").unwrap();
+    refuse(&["export", spec, "--weights", junk.to_str().unwrap()], "junk.bpk: cannot load into tiny");
+    refuse(&["export", spec, "--weights", &bpk, "--batch", "0"], "a fixed batch must be at least 1");
+}

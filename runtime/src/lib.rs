@@ -14,11 +14,13 @@
 //! - [`memory`]: allocator settings that keep a training step's buffers in the process;
 //! - [`norm`]: batch norm with PyTorch's training semantics (running statistics);
 //! - [`fused`]: batch norm, residual addition and ReLU as one op when training on the CPU;
-//! - [`weights`]: PyTorch state dicts and safetensors files into resnetc checkpoints (`resnetc import`).
+//! - [`weights`]: PyTorch state dicts and safetensors files into resnetc checkpoints (`resnetc import`);
+//! - [`export`]: a network's eval-mode forward as ONNX (`resnetc export`).
 
 pub mod bench;
 pub mod data;
 pub mod device;
+pub mod export;
 pub mod fused;
 pub mod lesion;
 pub mod memory;

@@ -231,7 +231,7 @@ fn case<M: Net>(name: &str) {
     }
 }
 
-/// A test per case, and its emitted struct as a [`Net`].
+/// A test per case (the oracle and the export), and its emitted struct as a [`Net`].
 macro_rules! cases {
     ($($test:ident: $name:literal => $module:ident :: $ty:ident),* $(,)?) => {$(
         impl Net for resnetc_codegen_tests::$module::$ty {
@@ -247,7 +247,73 @@ macro_rules! cases {
         fn $test() {
             case::<resnetc_codegen_tests::$module::$ty>($name);
         }
-    )*};
+    )*
+        mod onnx {$(
+            #[test]
+            fn $test() {
+                super::export($name);
+            }
+        )*}
+    };
+}
+
+/// `resnetc export`'s graph of a case: a dynamic batch axis (a fixed batch where the network
+/// cannot keep it dynamic), the logits' shape, and every tensor of the loaded network
+/// (weights and running statistics) embedded under its module path, bit for bit. onnxruntime's
+/// logits for these graphs are checked against PyTorch's by tests/oracle/onnx_check.py (not in
+/// CI: it needs onnxruntime).
+fn export(name: &str) {
+    use onnx_ir::Message;
+    use resnetc_runtime::export::{self, Batch};
+    let fixture = Fixture::load(name);
+    let network = fixture.network();
+    let (model, _, _) = load::<DynNet>(&fixture, &network, &Device::flex());
+    let (bytes, batch) = match export::onnx(&model, [3, 32, 32], Batch::Dynamic) {
+        Ok(bytes) => (bytes, None),
+        Err(export::Error::DynamicBatch(why)) => {
+            eprintln!("{name}: fixed batch ({why})");
+            (export::onnx(&model, [3, 32, 32], Batch::Fixed(8)).unwrap(), Some(8))
+        }
+        Err(e) => panic!("{name}: {e}"),
+    };
+    let proto = onnx_ir::ModelProto::parse_from_bytes(&bytes).unwrap();
+    let graph = &proto.graph;
+    let dims = |v: &onnx_ir::ValueInfoProto| -> Vec<String> {
+        let shape = &v.type_.tensor_type().shape;
+        shape
+            .dim
+            .iter()
+            .map(|d| if d.dim_param().is_empty() { d.dim_value().to_string() } else { d.dim_param().to_string() })
+            .collect()
+    };
+    let n = batch.map_or("batch".to_string(), |n: usize| n.to_string());
+    assert_eq!(graph.input.len(), 1, "{name}: one input");
+    assert_eq!(dims(&graph.input[0]), [n.as_str(), "3", "32", "32"], "{name}: input shape");
+    assert_eq!(graph.output.len(), 1, "{name}: one output");
+    assert_eq!(dims(&graph.output[0]), [n.as_str(), "10"], "{name}: output shape");
+
+    let initializers: BTreeMap<&str, Vec<f64>> = graph
+        .initializer
+        .iter()
+        .filter(|t| t.data_type == 1) // f32; the rest are i64 shapes and indices
+        .map(|t| {
+            let values: Vec<f64> = if t.raw_data.is_empty() {
+                t.float_data.iter().map(|&v| f64::from(v)).collect()
+            } else {
+                t.raw_data.chunks_exact(4).map(|b| f64::from(f32::from_le_bytes(b.try_into().unwrap()))).collect()
+            };
+            (t.name.as_str(), values)
+        })
+        .collect();
+    for (path, values) in common::tensors(&model) {
+        let got = initializers.get(path.as_str()).unwrap_or_else(|| panic!("{name}: {path} is not in the graph"));
+        assert!(got == &values, "{name}: {path} is not embedded unchanged");
+    }
+    let ops: std::collections::BTreeSet<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
+    for op in ["Conv", "BatchNormalization", "Relu"] {
+        assert!(ops.contains(op), "{name}: no {op} in {ops:?}");
+    }
+    eprintln!("{name}: {} nodes ({ops:?}), {} initializers", graph.node.len(), initializers.len());
 }
 
 cases!(
