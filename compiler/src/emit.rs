@@ -869,9 +869,12 @@ impl<'a> Emitter<'a> {
                     let access = field_access(&ctx.site(call.span), bound);
                     let name = call.name.name.as_str();
                     let code = match name {
-                        "conv" | "conv1x1" | "conv3x3" | "avg_pool" | "max_pool" | "pad_shortcut" => {
-                            quote! { let x = #access.forward(x); }
+                        // Convolutions through resnetc-kernels: im2col + GEMM on the CPU (sums in
+                        // blocks, the weight gradient by GEMM), `Conv2d::forward` elsewhere.
+                        "conv" | "conv1x1" | "conv3x3" => {
+                            quote! { let x = resnetc_kernels::conv2d_module(&#access, x); }
                         }
+                        "avg_pool" | "max_pool" | "pad_shortcut" => quote! { let x = #access.forward(x); },
                         "bn" => quote! { let x = batch_norm(&#access, x); },
                         "dropout" => quote! { let x = #access.forward(x); },
                         "relu" => {
@@ -1312,14 +1315,16 @@ impl<'a> Emitter<'a> {
                 /// by `momentum`, the variance unbiased (`n / (n - 1)`, where Burn's `forward` keeps
                 /// it biased), the update folded into the shared value at once (`value_sync`), where
                 /// records and optimizers read it. Otherwise: normalise with the running statistics.
+                /// resnetc-kernels runs it on the CPU (statistics and gradients summed in f64; Burn's
+                /// own op elsewhere).
                 fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
                     if !(x.device().is_autodiff() && bn.training.is_enabled()) {
-                        return bn.forward(x);
+                        return resnetc_kernels::batch_norm_module_eval(bn, x);
                     }
                     let [n, _, h, w] = x.dims();
                     let count = (n * h * w) as f64;
                     let unbiased = if count > 1.0 { count / (count - 1.0) } else { 1.0 };
-                    let out = burn::tensor::module::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon);
+                    let out = resnetc_kernels::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon);
                     let (m, device) = (bn.momentum, out.mean.device());
                     let mean = bn.running_mean.value_sync().to_device(&device).mul_scalar(1.0 - m);
                     let var = bn.running_var.value_sync().to_device(&device).mul_scalar(1.0 - m);

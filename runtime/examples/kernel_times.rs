@@ -2,10 +2,10 @@
 //! forward, conv weight gradient, batch norm (alone and fused with the ReLU after it).
 //! `cargo run --release -p resnetc-runtime --example kernel_times`.
 use burn::backend::Flex;
-use burn::backend::flex::ops::batch_norm as fbn;
 use burn::tensor::module::{batch_norm_train, conv2d, conv2d_weight_backward};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Distribution, Tensor};
+use resnetc_kernels::flex::batch_norm as fbn;
 use std::time::Instant;
 
 fn time(label: &str, reps: usize, mut f: impl FnMut()) {

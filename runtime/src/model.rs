@@ -431,7 +431,7 @@ impl DynBlock {
             }
             x = match op {
                 Op::Field(i) => match &self.fields[*i].1 {
-                    Field::Conv(m) => Act::Maps(m.forward(x.maps())),
+                    Field::Conv(m) => Act::Maps(resnetc_kernels::conv2d_module(m, x.maps())),
                     Field::Bn(m) => Act::Maps(crate::norm::batch_norm(m, x.maps())),
                     Field::Linear(m) => Act::Flat(m.forward(x.flat())),
                     Field::Dropout(m) => match x {

@@ -15,8 +15,9 @@
 //!   update in at once, so the shared value is always the exponential moving average of every
 //!   batch seen, whichever thread ran it.
 //!
-//! In eval mode (a device without autodiff, or a frozen layer) it is Burn's own inference
-//! path: the running statistics normalise.
+//! In eval mode (a device without autodiff, or a frozen layer) the running statistics normalise,
+//! as in Burn's `BatchNorm::forward`. Both modes run resnetc-kernels' batch norm on the CPU
+//! (`flex`) and Burn's elsewhere.
 
 use burn::nn::BatchNorm;
 use burn::tensor::Tensor;
@@ -31,10 +32,10 @@ pub fn trains(bn: &BatchNorm, x: &Tensor<4>) -> bool {
 /// statistics otherwise.
 pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     if !trains(bn, &x) {
-        return bn.forward(x);
+        return resnetc_kernels::batch_norm_module_eval(bn, x);
     }
     let [n, _, h, w] = x.dims();
-    let out = burn::tensor::module::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon);
+    let out = resnetc_kernels::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon);
     update_running(bn, out.mean, out.variance, n * h * w);
     out.output
 }

@@ -1,11 +1,11 @@
-//! resnetc's CPU kernels (the patched burn-flex in vendor/) against references: the fused batch
-//! norm against the same formula composed of generic tensor ops, and the im2col + GEMM
-//! convolution weight gradient against a direct six-loop sum — forward values and gradients,
-//! several shapes, relative tolerance 1e-4.
+//! resnetc's CPU kernels (the resnetc-kernels crate) against references: the fused batch norm
+//! against the same formula composed of generic tensor ops, and the im2col + GEMM convolution
+//! (forward, weight and input gradients) against direct six-loop sums — forward values and
+//! gradients, several shapes, relative tolerance 1e-4.
 
-use burn::tensor::module::{batch_norm, batch_norm_train, conv2d};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Distribution, Tensor};
+use resnetc_kernels::{batch_norm, batch_norm_train, conv2d};
 
 fn values<const D: usize>(t: &Tensor<D>) -> Vec<f32> {
     t.clone().into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
@@ -219,9 +219,12 @@ fn gemm_convolution_and_input_gradient_match_the_direct_sums() {
         let what = format!("n{n} {c_in}→{c_out} {size}² k{k} s{stride} p{pad} d{dilation} g{groups} bias {with_bias}");
         let x = Tensor::<4>::random([n, c_in, size, size], Distribution::Normal(0.0, 1.0), &device).require_grad();
         let w = Tensor::<4>::random([c_out, c_in / groups, k, k], Distribution::Normal(0.0, 1.0), &device);
-        let bias = with_bias.then(|| Tensor::<1>::random([c_out], Distribution::Normal(0.0, 1.0), &device));
+        let bias =
+            with_bias.then(|| Tensor::<1>::random([c_out], Distribution::Normal(0.0, 1.0), &device).require_grad());
         let options = ConvOptions::new([stride, stride], [pad, pad], [dilation, dilation], groups);
-        let y = conv2d(x.clone(), w.clone(), bias.clone(), options);
+        let y = conv2d(x.clone(), w.clone(), bias.clone(), options.clone());
+        // The same without autodiff (inference): the kernel itself, no graph.
+        let plain = conv2d(x.clone().inner(), w.clone().inner(), bias.clone().map(|b| b.inner()), options);
 
         // y = bias + Σ over its taps of W · X.
         let (xs, ws) = (values(&x), values(&w));
@@ -233,6 +236,7 @@ fn gemm_convolution_and_input_gradient_match_the_direct_sums() {
         };
         conv.taps(|xi, wi, yi| want[yi] += f64::from(ws[wi]) * f64::from(xs[xi]));
         assert_close(&format!("{what}: output"), &y, &to_tensor(&want, [n, c_out, o, o]));
+        assert_close(&format!("{what}: output without autodiff"), &plain, &to_tensor(&want, [n, c_out, o, o]));
 
         // dX[x] = Σ over the taps reading x of dY · W.
         let dy = Tensor::<4>::random(y.dims(), Distribution::Normal(0.0, 1.0), &device);
@@ -242,5 +246,15 @@ fn gemm_convolution_and_input_gradient_match_the_direct_sums() {
         let mut want = vec![0.0f64; n * c_in * size * size];
         conv.taps(|xi, wi, yi| want[xi] += f64::from(dys[yi]) * f64::from(ws[wi]));
         assert_close(&format!("{what}: input grad"), &got, &to_tensor(&want, [n, c_in, size, size]));
+        if let Some(b) = &bias {
+            // dB[c] = Σ of dY over the batch and the positions of channel c.
+            let got = b.grad_remove(&mut grads).unwrap();
+            let mut want = vec![0.0f64; c_out];
+            for (i, v) in dys.iter().enumerate() {
+                want[i / plane % c_out] += f64::from(*v);
+            }
+            let want = burn::tensor::TensorData::new(want.iter().map(|&v| v as f32).collect::<Vec<f32>>(), [c_out]);
+            assert_close(&format!("{what}: bias grad"), &got, &Tensor::<1>::from_data(want, &Device::flex()));
+        }
     }
 }

@@ -98,8 +98,41 @@ def randomise_batch_norms(model):
                 mod.running_var.uniform_(0.5, 1.5)
 
 
+def f32_deviation(build, seed):
+    """How far PyTorch's own f32 gradients are from its f64 ones for this draw (largest
+    difference over largest magnitude, worst tensor): what f32 arithmetic can determine."""
+    grads = {}
+    for dtype in (torch.float64, torch.float32):
+        torch.manual_seed(seed)
+        model = build()
+        randomise_batch_norms(model)
+        model = model.to(dtype)
+        x = torch.randn(8, 3, 32, 32).to(dtype)
+        target = torch.randint(0, 10, (8,))
+        model.train()
+        F.cross_entropy(model(x), target).backward()
+        grads[dtype] = {k: p.grad.double() for k, p in model.named_parameters()}
+    ref, f32 = grads[torch.float64], grads[torch.float32]
+    return max(((f32[k] - ref[k]).abs().max() / ref[k].abs().max().clamp_min(1e-12)).item() for k in ref)
+
+
+# A draw is used only where PyTorch's f32 gradients are within this of its f64 ones: some draws
+# put a batch norm's input so close to a ReLU's threshold that f32 rounding flips its mask
+# (resnet-164's first draw: PyTorch f32 vs f64 1.8e-2), and no f32 implementation can then be
+# held to the oracle's limits.
+CONDITIONED = 1e-5
+
+
 def make(name, spec, overrides, build, weight_decay):
-    torch.manual_seed(sum(map(ord, name)))
+    seed = sum(map(ord, name))
+    for attempt in range(20):
+        deviation = f32_deviation(build, seed + attempt)
+        if deviation < CONDITIONED:
+            seed += attempt
+            break
+    else:
+        sys.exit(f"{name}: no well-conditioned draw in 20 seeds")
+    torch.manual_seed(seed)
     model = build()
     randomise_batch_norms(model)
     # Drawn in f32 and computed in f64: the reference is exact for the f32 values stored.
@@ -132,11 +165,18 @@ def make(name, spec, overrides, build, weight_decay):
 
     # Stored in f32 (resnetc's precision); the integer targets as i64.
     out = {k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in out.items()}
-    meta = {"spec": spec, "set": overrides, "order": ",".join(order), "weight_decay": repr(weight_decay)}
+    meta = {
+        "spec": spec,
+        "set": overrides,
+        "order": ",".join(order),
+        "weight_decay": repr(weight_decay),
+        "seed": str(seed),
+        "pytorch_f32_deviation": f"{deviation:.2e}",
+    }
     path = os.path.join(here, f"{name}.safetensors")
     save_file(out, path, metadata=meta)
     params = sum(p.numel() for p in model.parameters())
-    print(f"{name:>20}: {params:>7} parameters, loss {loss.item():.6f}, {os.path.getsize(path) / 1e6:.2f} MB")
+    print(f"{name:>20}: {params:>7} parameters, loss {loss.item():.6f}, seed {seed}, PyTorch f32 gradients within {deviation:.1e}, {os.path.getsize(path) / 1e6:.2f} MB")
 
 
 class Tiny(torch.nn.Module):

@@ -1,4 +1,4 @@
-//! Fused batch normalisation (resnetc patch).
+//! Fused batch normalisation.
 //!
 //! Burn's default `batch_norm_train` / `batch_norm_train_backward` compose ~20 element-wise
 //! passes and two transposed copies of the activation; here each is two or three passes over
@@ -8,22 +8,21 @@
 //! default's: biased batch variance, `y = (x - mean) / sqrt(var + eps) * gamma + beta`, and
 //! `dx = gamma / sqrt(var + eps) * (dy - mean(dy) - x̂ · mean(dy · x̂))`.
 //!
-//! f32 and f64 run natively; f16 and bf16 go through f32.
+//! f32 and f64 only; `crate` leaves other dtypes to Burn's own batch norm.
 
-use alloc::vec::Vec;
+use burn::tensor::DType;
+use burn::tensor::{Bytes, Shape};
 use core::mem::{ManuallyDrop, MaybeUninit};
-use burn_backend::DType;
-use burn_std::{Bytes, Shape};
 
-use crate::{FlexTensor, Layout};
+use burn::backend::flex::{FlexTensor, Layout};
 
 /// Element types the fused kernels run on.
-pub(crate) trait BnFloat:
+pub trait BnFloat:
     bytemuck::Pod
     + Copy
     + Send
     + Sync
-    + burn_backend::Element
+    + burn::tensor::Element
     + core::ops::Add<Output = Self>
     + core::ops::Sub<Output = Self>
     + core::ops::Mul<Output = Self>
@@ -75,15 +74,8 @@ fn tensor<T: BnFloat>(data: Vec<T>, shape: Shape) -> FlexTensor {
 
 /// Run `f(channel)` for every channel, in parallel where rayon is on.
 fn per_channel<R: Send>(channels: usize, f: impl Fn(usize) -> R + Send + Sync) -> Vec<R> {
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        (0..channels).into_par_iter().map(f).collect()
-    }
-    #[cfg(not(feature = "rayon"))]
-    {
-        (0..channels).map(f).collect()
-    }
+    use rayon::prelude::*;
+    (0..channels).into_par_iter().map(f).collect()
 }
 
 /// Fill `out` plane by plane: `f(channel, plane index within the tensor, plane)`.
@@ -91,15 +83,8 @@ fn per_plane<U: Send>(out: &mut [U], plane: usize, channels: usize, f: impl Fn(u
     if plane == 0 {
         return;
     }
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        out.par_chunks_mut(plane).enumerate().for_each(|(i, p)| f(i % channels, i, p));
-    }
-    #[cfg(not(feature = "rayon"))]
-    {
-        out.chunks_mut(plane).enumerate().for_each(|(i, p)| f(i % channels, i, p));
-    }
+    use rayon::prelude::*;
+    out.par_chunks_mut(plane).enumerate().for_each(|(i, p)| f(i % channels, i, p));
 }
 
 /// Independent accumulators per reduction (two or four vector registers each): one running sum
@@ -242,7 +227,14 @@ fn relu_passes<T: BnFloat>(v: T) -> bool {
 }
 
 /// `out = relu((x - mean[c]) * scale[c] + beta[c] + residual)`, plane by plane.
-fn affine_relu<T: BnFloat>(xs: &[T], residual: Option<&[T]>, out: &mut [MaybeUninit<T>], plane: usize, channels: usize, coef: &[(T, T, T)]) {
+fn affine_relu<T: BnFloat>(
+    xs: &[T],
+    residual: Option<&[T]>,
+    out: &mut [MaybeUninit<T>],
+    plane: usize,
+    channels: usize,
+    coef: &[(T, T, T)],
+) {
     let relu = |v: T| if relu_passes(v) { v } else { T::ZERO };
     per_plane(out, plane, channels, |c, i, p| {
         let (mean, scale, beta) = coef[c];
@@ -262,13 +254,21 @@ fn affine_relu<T: BnFloat>(xs: &[T], residual: Option<&[T]>, out: &mut [MaybeUni
     });
 }
 
-fn bn_infer<T: BnFloat>(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor, mean: &FlexTensor, var: &FlexTensor, epsilon: f64) -> FlexTensor {
+fn bn_infer<T: BnFloat>(
+    x: &FlexTensor,
+    gamma: &FlexTensor,
+    beta: &FlexTensor,
+    mean: &FlexTensor,
+    var: &FlexTensor,
+    epsilon: f64,
+) -> FlexTensor {
     let shape = x.layout().shape().clone();
     let (_, channels, plane) = dims(&shape);
     let xs = elems::<T>(x);
     let (gs, bs, ms, vs) = (elems::<T>(gamma), elems::<T>(beta), elems::<T>(mean), elems::<T>(var));
-    let coef: Vec<(T, T, T)> =
-        (0..channels).map(|c| (ms[c], T::from_f64(gs[c].to_f64() / (vs[c].to_f64() + epsilon).sqrt()), bs[c])).collect();
+    let coef: Vec<(T, T, T)> = (0..channels)
+        .map(|c| (ms[c], T::from_f64(gs[c].to_f64() / (vs[c].to_f64() + epsilon).sqrt()), bs[c]))
+        .collect();
     tensor(filled(xs.len(), |out| affine(xs, out, plane, channels, &coef)), shape)
 }
 
@@ -297,62 +297,56 @@ fn bn_backward<T: BnFloat>(
         let [sum_dy, sum_dy_xc] = sums.finish();
         (sum_dy, sum_dy_xc * s)
     });
-    let dx = filled(xs.len(), |dx| per_plane(dx, plane, channels, |c, i, p| {
-        // dx = scale·dy - scale·mean(dy) - scale·mean(dy·x̂)·s·(x - m) = a·dy + b·(x - m) + k.
-        let s = inv_std[c];
-        let scale = gs[c].to_f64() * s;
-        let (mean_dy, mean_dy_xhat) = (sums[c].0 / count, sums[c].1 / count);
-        let a = T::from_f64(scale);
-        let b = T::from_f64(-scale * mean_dy_xhat * s);
-        let k = T::from_f64(-scale * mean_dy);
-        let m = ms[c];
-        let (xp, gp) = (&xs[i * plane..(i + 1) * plane], &dys[i * plane..(i + 1) * plane]);
-        for ((o, &xv), &gv) in p.iter_mut().zip(xp).zip(gp) {
-            o.write(a * gv + b * (xv - m) + k);
-        }
-    }));
+    let dx = filled(xs.len(), |dx| {
+        per_plane(dx, plane, channels, |c, i, p| {
+            // dx = scale·dy - scale·mean(dy) - scale·mean(dy·x̂)·s·(x - m) = a·dy + b·(x - m) + k.
+            let s = inv_std[c];
+            let scale = gs[c].to_f64() * s;
+            let (mean_dy, mean_dy_xhat) = (sums[c].0 / count, sums[c].1 / count);
+            let a = T::from_f64(scale);
+            let b = T::from_f64(-scale * mean_dy_xhat * s);
+            let k = T::from_f64(-scale * mean_dy);
+            let m = ms[c];
+            let (xp, gp) = (&xs[i * plane..(i + 1) * plane], &dys[i * plane..(i + 1) * plane]);
+            for ((o, &xv), &gv) in p.iter_mut().zip(xp).zip(gp) {
+                o.write(a * gv + b * (xv - m) + k);
+            }
+        })
+    });
     let gamma_grad = sums.iter().map(|s| T::from_f64(s.1)).collect();
     let beta_grad = sums.iter().map(|s| T::from_f64(s.0)).collect();
     (tensor(dx, shape), tensor(gamma_grad, Shape::new([channels])), tensor(beta_grad, Shape::new([channels])))
 }
 
-/// Apply `f` on f32 copies of half-precision tensors, casting the results back.
-fn via_f32<const K: usize, const R: usize>(inputs: [FlexTensor; K], f: impl FnOnce([FlexTensor; K]) -> [FlexTensor; R]) -> [FlexTensor; R] {
-    use crate::ops::module::{cast_from_f32, cast_to_f32};
-    use burn_std::{bf16, f16};
-    match inputs[0].dtype() {
-        DType::F16 => f(inputs.map(|t| cast_to_f32::<f16>(t, f16::to_f32))).map(|t| cast_from_f32::<f16>(t, f16::from_f32)),
-        DType::BF16 => f(inputs.map(|t| cast_to_f32::<bf16>(t, bf16::to_f32))).map(|t| cast_from_f32::<bf16>(t, bf16::from_f32)),
-        dtype => panic!("batch_norm: unsupported dtype {dtype:?}"),
-    }
-}
-
 /// Training-mode batch norm: output, batch mean and biased batch variance.
-pub fn batch_norm_train(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, epsilon: f64) -> (FlexTensor, FlexTensor, FlexTensor) {
+pub fn batch_norm_train(
+    x: FlexTensor,
+    gamma: FlexTensor,
+    beta: FlexTensor,
+    epsilon: f64,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
     let (x, gamma, beta) = (x.to_contiguous(), gamma.to_contiguous(), beta.to_contiguous());
     match x.dtype() {
         DType::F32 => bn_train::<f32>(&x, &gamma, &beta, epsilon, None),
         DType::F64 => bn_train::<f64>(&x, &gamma, &beta, epsilon, None),
-        _ => {
-            let [o, m, v] = via_f32([x, gamma, beta], |[x, g, b]| {
-                let (o, m, v) = bn_train::<f32>(&x, &g, &b, epsilon, None);
-                [o, m, v]
-            });
-            (o, m, v)
-        }
+        dtype => panic!("batch_norm_train: unsupported dtype {dtype:?}"),
     }
 }
 
 /// Inference-mode batch norm with given statistics.
-pub fn batch_norm(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, mean: FlexTensor, var: FlexTensor, epsilon: f64) -> FlexTensor {
+pub fn batch_norm(
+    x: FlexTensor,
+    gamma: FlexTensor,
+    beta: FlexTensor,
+    mean: FlexTensor,
+    var: FlexTensor,
+    epsilon: f64,
+) -> FlexTensor {
     let [x, gamma, beta, mean, var] = [x, gamma, beta, mean, var].map(|t| t.to_contiguous());
     match x.dtype() {
         DType::F32 => bn_infer::<f32>(&x, &gamma, &beta, &mean, &var, epsilon),
         DType::F64 => bn_infer::<f64>(&x, &gamma, &beta, &mean, &var, epsilon),
-        _ => {
-            let [o] = via_f32([x, gamma, beta, mean, var], |[x, g, b, m, v]| [bn_infer::<f32>(&x, &g, &b, &m, &v, epsilon)]);
-            o
-        }
+        dtype => panic!("batch_norm: unsupported dtype {dtype:?}"),
     }
 }
 
@@ -369,13 +363,7 @@ pub fn batch_norm_train_backward(
     match x.dtype() {
         DType::F32 => bn_backward::<f32>(&x, &gamma, &mean, &var, epsilon, &grad),
         DType::F64 => bn_backward::<f64>(&x, &gamma, &mean, &var, epsilon, &grad),
-        _ => {
-            let [a, b, c] = via_f32([x, gamma, mean, var, grad], |[x, g, m, v, d]| {
-                let (a, b, c) = bn_backward::<f32>(&x, &g, &m, &v, epsilon, &d);
-                [a, b, c]
-            });
-            (a, b, c)
-        }
+        dtype => panic!("batch_norm_train_backward: unsupported dtype {dtype:?}"),
     }
 }
 

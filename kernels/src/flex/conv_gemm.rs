@@ -1,4 +1,4 @@
-//! 2D convolution as per-image im2col + GEMM on NCHW data (resnetc patch): the forward pass,
+//! 2D convolution as per-image im2col + GEMM on NCHW data: the forward pass,
 //! the input gradient and the weight gradient.
 //!
 //! - forward: `y_g = W_g · im2col(x_g)` straight into the NCHW output, images in parallel;
@@ -19,19 +19,19 @@
 //! transposed once per image so that no GEMM packs it. Any stride, padding (symmetric or not),
 //! dilation and group count.
 //!
-//! f32 and f64 run natively; f16 and bf16 go through f32.
+//! f32 and f64 only; `crate::conv2d` leaves other dtypes to Burn's own convolution.
 
+use burn::tensor::DType;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Bytes, Shape};
 use core::mem::{ManuallyDrop, MaybeUninit};
-use alloc::vec;
-use alloc::vec::Vec;
-use burn_backend::DType;
-use burn_backend::ops::ConvOptions;
-use burn_std::{Bytes, Shape};
 
-use crate::{FlexTensor, Layout};
+use burn::backend::flex::{FlexTensor, Layout};
 
 /// Element types the kernel runs on.
-pub(crate) trait GradFloat: bytemuck::Pod + Copy + Send + Sync + burn_backend::Element + core::ops::Add<Output = Self> + 'static {
+pub trait GradFloat:
+    bytemuck::Pod + Copy + Send + Sync + burn::tensor::Element + core::ops::Add<Output = Self> + 'static
+{
     const ZERO: Self;
     const ONE: Self;
 }
@@ -228,7 +228,13 @@ fn weight_by_kernel_row<T: GradFloat>(ws: &[T], geo: &Geometry) -> Vec<T> {
     out
 }
 
-fn forward_row_shift<T: GradFloat>(x: &FlexTensor, w: &FlexTensor, bias: Option<&FlexTensor>, geo: Geometry, rs: RowShift) -> Vec<T> {
+fn forward_row_shift<T: GradFloat>(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    bias: Option<&FlexTensor>,
+    geo: Geometry,
+    rs: RowShift,
+) -> Vec<T> {
     let xs = elems::<T>(x);
     let wr = weight_by_kernel_row(elems::<T>(w), &geo);
     let bs = bias.map(|b| elems::<T>(b));
@@ -277,7 +283,15 @@ fn forward_row_shift<T: GradFloat>(x: &FlexTensor, w: &FlexTensor, bias: Option<
 }
 
 /// Image `b`'s contribution to the weight gradient, kept as `[kH, groups, C_in/groups · kW, co_g]`.
-fn accumulate_row_shift<T: GradFloat>(xs: &[T], dys: &[T], geo: &Geometry, rs: RowShift, b: usize, dwt: &mut [T], col: &mut [T]) {
+fn accumulate_row_shift<T: GradFloat>(
+    xs: &[T],
+    dys: &[T],
+    geo: &Geometry,
+    rs: RowShift,
+    b: usize,
+    dwt: &mut [T],
+    col: &mut [T],
+) {
     let p = geo.p();
     let co_g = geo.c_out / geo.groups;
     let x = &xs[b * geo.c_in * geo.h * geo.w..][..geo.c_in * geo.h * geo.w];
@@ -413,22 +427,14 @@ fn per_image<T: GradFloat, U: Send>(
     if chunk == 0 {
         return;
     }
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        // One contiguous run of images per thread: `init` runs once per split, and each run
-        // allocates and zeroes an im2col buffer (hundreds of kilobytes on CIFAR's first stage).
-        let per_thread = (out.len() / chunk).div_ceil(rayon::current_num_threads()).max(1);
-        out.par_chunks_mut(chunk)
-            .enumerate()
-            .with_min_len(per_thread)
-            .for_each_init(|| vec![T::ZERO; scratch], |col, (b, o)| f(b, o, col));
-    }
-    #[cfg(not(feature = "rayon"))]
-    {
-        let mut col = vec![T::ZERO; scratch];
-        out.chunks_mut(chunk).enumerate().for_each(|(b, o)| f(b, o, &mut col));
-    }
+    use rayon::prelude::*;
+    // One contiguous run of images per thread: `init` runs once per split, and each run
+    // allocates and zeroes an im2col buffer (hundreds of kilobytes on CIFAR's first stage).
+    let per_thread = (out.len() / chunk).div_ceil(rayon::current_num_threads()).max(1);
+    out.par_chunks_mut(chunk)
+        .enumerate()
+        .with_min_len(per_thread)
+        .for_each_init(|| vec![T::ZERO; scratch], |col, (b, o)| f(b, o, col));
 }
 
 /// `len` uninitialised elements for the convolution outputs: the GEMMs write every output (they
@@ -609,7 +615,6 @@ fn weight_grad<T: GradFloat>(x: &FlexTensor, dy: &FlexTensor, geo: Geometry, row
         Some(rs) => accumulate_row_shift(xs, dys, &geo, rs, b, dw, col),
         None => accumulate(xs, dys, &geo, b, dw, col),
     };
-    #[cfg(feature = "rayon")]
     let dwt = {
         use rayon::prelude::*;
         // As in `per_image`: one split per thread, so one partial sum and one im2col buffer each.
@@ -634,14 +639,6 @@ fn weight_grad<T: GradFloat>(x: &FlexTensor, dy: &FlexTensor, geo: Geometry, row
                 },
             )
     };
-    #[cfg(not(feature = "rayon"))]
-    let dwt = {
-        let (mut dw, mut col) = (vec![T::ZERO; len], vec![T::ZERO; col_len]);
-        for b in 0..n {
-            accumulate(b, &mut dw, &mut col);
-        }
-        dw
-    };
     match row_shift {
         Some(_) => untranspose_row_shift(&dwt, &geo),
         None => untranspose(&dwt, &geo),
@@ -653,29 +650,25 @@ fn elems<T: GradFloat>(t: &FlexTensor) -> &[T] {
     &t.storage::<T>()[start..end]
 }
 
-/// Half-precision tensors as f32, and the f32 result back.
-fn in_f32(dtype: DType, inputs: Vec<FlexTensor>, f: impl FnOnce(&[FlexTensor]) -> FlexTensor) -> FlexTensor {
-    use crate::ops::module::{cast_from_f32, cast_to_f32};
-    use burn_std::{bf16, f16};
-    match dtype {
-        DType::F16 => cast_from_f32::<f16>(f(&inputs.into_iter().map(|t| cast_to_f32::<f16>(t, f16::to_f32)).collect::<Vec<_>>()), f16::from_f32),
-        DType::BF16 => cast_from_f32::<bf16>(f(&inputs.into_iter().map(|t| cast_to_f32::<bf16>(t, bf16::to_f32)).collect::<Vec<_>>()), bf16::from_f32),
-        dtype => panic!("conv2d: unsupported dtype {dtype:?}"),
-    }
-}
-
 /// `conv2d(x, weight, bias, options)` by im2col + GEMM, or `None` where flex's own kernels are
 /// the better choice (1×1 and depthwise convolutions, which need no im2col) or the dtype is not
-/// a float.
-pub fn conv2d_forward(x: &FlexTensor, weight: &FlexTensor, bias: Option<&FlexTensor>, options: &ConvOptions<2>) -> Option<FlexTensor> {
+/// f32 or f64.
+pub fn conv2d_forward(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    bias: Option<&FlexTensor>,
+    options: &ConvOptions<2>,
+) -> Option<FlexTensor> {
     let xs = x.layout().shape().to_vec();
     let ws = weight.layout().shape().to_vec();
     let pointwise = ws[2] == 1 && ws[3] == 1 && options.stride == [1, 1] && options.padding_begin() == [0, 0];
     let depthwise = ws[1] == 1 && options.groups > 1;
-    if pointwise || depthwise || !matches!(x.dtype(), DType::F32 | DType::F64 | DType::F16 | DType::BF16) {
+    if pointwise || depthwise || !matches!(x.dtype(), DType::F32 | DType::F64) {
         return None;
     }
-    let size = |i: usize, k: usize, s: usize, d: usize, p0: usize, p1: usize| (i + p0 + p1).checked_sub(d * (k - 1) + 1).map(|v| v / s + 1);
+    let size = |i: usize, k: usize, s: usize, d: usize, p0: usize, p1: usize| {
+        (i + p0 + p1).checked_sub(d * (k - 1) + 1).map(|v| v / s + 1)
+    };
     let [p0h, p0w] = options.padding_begin();
     let [p1h, p1w] = options.padding_end();
     let oh = size(xs[2], ws[2], options.stride[0], options.dilation[0], p0h, p1h)?;
@@ -686,26 +679,36 @@ pub fn conv2d_forward(x: &FlexTensor, weight: &FlexTensor, bias: Option<&FlexTen
     let run = |t: &[FlexTensor]| -> FlexTensor {
         let bias = t.get(2);
         match t[0].dtype() {
-            DType::F32 => FlexTensor::new(Bytes::from_elems(match row_shift {
-                Some(rs) => forward_row_shift::<f32>(&t[0], &t[1], bias, geo, rs),
-                None => forward::<f32>(&t[0], &t[1], bias, geo),
-            }), Layout::contiguous(shape.clone()), DType::F32),
-            _ => FlexTensor::new(Bytes::from_elems(match row_shift {
-                Some(rs) => forward_row_shift::<f64>(&t[0], &t[1], bias, geo, rs),
-                None => forward::<f64>(&t[0], &t[1], bias, geo),
-            }), Layout::contiguous(shape.clone()), DType::F64),
+            DType::F32 => FlexTensor::new(
+                Bytes::from_elems(match row_shift {
+                    Some(rs) => forward_row_shift::<f32>(&t[0], &t[1], bias, geo, rs),
+                    None => forward::<f32>(&t[0], &t[1], bias, geo),
+                }),
+                Layout::contiguous(shape.clone()),
+                DType::F32,
+            ),
+            _ => FlexTensor::new(
+                Bytes::from_elems(match row_shift {
+                    Some(rs) => forward_row_shift::<f64>(&t[0], &t[1], bias, geo, rs),
+                    None => forward::<f64>(&t[0], &t[1], bias, geo),
+                }),
+                Layout::contiguous(shape.clone()),
+                DType::F64,
+            ),
         }
     };
     let mut inputs = vec![x.to_contiguous(), weight.to_contiguous()];
     inputs.extend(bias.map(FlexTensor::to_contiguous));
-    Some(match x.dtype() {
-        DType::F32 | DType::F64 => run(&inputs),
-        dtype => in_f32(dtype, inputs, run),
-    })
+    Some(run(&inputs))
 }
 
-/// `dx` of `conv2d(x, weight, options)` given the output's gradient.
-pub fn conv2d_x_backward(x: FlexTensor, weight: FlexTensor, output_grad: FlexTensor, options: &ConvOptions<2>) -> FlexTensor {
+/// `dx` of `conv2d(x, weight, options)` given the output's gradient (f32 or f64).
+pub fn conv2d_x_backward(
+    x: FlexTensor,
+    weight: FlexTensor,
+    output_grad: FlexTensor,
+    options: &ConvOptions<2>,
+) -> FlexTensor {
     let xs = x.layout().shape().clone();
     let ws = weight.layout().shape().to_vec();
     let ds = output_grad.layout().shape().to_vec();
@@ -713,21 +716,28 @@ pub fn conv2d_x_backward(x: FlexTensor, weight: FlexTensor, output_grad: FlexTen
     let n = xs[0];
     let run = |t: &[FlexTensor]| -> FlexTensor {
         match t[0].dtype() {
-            DType::F32 => FlexTensor::new(Bytes::from_elems(input_grad::<f32>(&t[0], &t[1], geo, n)), Layout::contiguous(xs.clone()), DType::F32),
-            _ => FlexTensor::new(Bytes::from_elems(input_grad::<f64>(&t[0], &t[1], geo, n)), Layout::contiguous(xs.clone()), DType::F64),
+            DType::F32 => FlexTensor::new(
+                Bytes::from_elems(input_grad::<f32>(&t[0], &t[1], geo, n)),
+                Layout::contiguous(xs.clone()),
+                DType::F32,
+            ),
+            _ => FlexTensor::new(
+                Bytes::from_elems(input_grad::<f64>(&t[0], &t[1], geo, n)),
+                Layout::contiguous(xs.clone()),
+                DType::F64,
+            ),
         }
     };
-    let inputs = vec![weight.to_contiguous(), output_grad.to_contiguous()];
-    match inputs[0].dtype() {
-        DType::F32 | DType::F64 => run(&inputs),
-        dtype => in_f32(dtype, inputs, run),
-    }
+    run(&[weight.to_contiguous(), output_grad.to_contiguous()])
 }
 
-/// `dW` of `conv2d(x, weight, options)` given the output's gradient.
-pub fn conv2d_weight_backward(x: FlexTensor, weight: FlexTensor, output_grad: FlexTensor, options: &ConvOptions<2>) -> FlexTensor {
-    use crate::ops::module::{cast_from_f32, cast_to_f32};
-    use burn_std::{bf16, f16};
+/// `dW` of `conv2d(x, weight, options)` given the output's gradient (f32 or f64).
+pub fn conv2d_weight_backward(
+    x: FlexTensor,
+    weight: FlexTensor,
+    output_grad: FlexTensor,
+    options: &ConvOptions<2>,
+) -> FlexTensor {
     let (x, dy) = (x.to_contiguous(), output_grad.to_contiguous());
     let xs = x.layout().shape().to_vec();
     let ws = weight.layout().shape().clone();
@@ -753,16 +763,6 @@ pub fn conv2d_weight_backward(x: FlexTensor, weight: FlexTensor, output_grad: Fl
     match dtype {
         DType::F32 => tensor(Bytes::from_elems(weight_grad::<f32>(&x, &dy, geo, row_shift)), DType::F32),
         DType::F64 => tensor(Bytes::from_elems(weight_grad::<f64>(&x, &dy, geo, row_shift)), DType::F64),
-        DType::F16 => {
-            let (x, dy) = (cast_to_f32::<f16>(x, f16::to_f32), cast_to_f32::<f16>(dy, f16::to_f32));
-            let dw = tensor(Bytes::from_elems(weight_grad::<f32>(&x, &dy, geo, row_shift)), DType::F32);
-            cast_from_f32::<f16>(dw, f16::from_f32)
-        }
-        DType::BF16 => {
-            let (x, dy) = (cast_to_f32::<bf16>(x, bf16::to_f32), cast_to_f32::<bf16>(dy, bf16::to_f32));
-            let dw = tensor(Bytes::from_elems(weight_grad::<f32>(&x, &dy, geo, row_shift)), DType::F32);
-            cast_from_f32::<bf16>(dw, bf16::from_f32)
-        }
         dtype => panic!("conv2d_weight_backward: unsupported dtype {dtype:?}"),
     }
 }
