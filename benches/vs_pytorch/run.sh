@@ -2,7 +2,7 @@
 # resnetc vs PyTorch eager, side by side on this machine's CPU.
 #
 #   benches/vs_pytorch/run.sh [--rounds N] [--steps N] [--warmup N] [--threads N]
-#                             [--modes train,infer] SPEC...
+#                             [--modes train,infer] [--baseline OLD_RESNETC] SPEC...
 #
 # SPEC is a shipped spec's name or path (resnet-20, specs/wrn-16-4.net). Installs torch into
 # benches/vs_pytorch/.venv if no torch is found there (or in $TORCH_VENV), builds the release
@@ -10,12 +10,14 @@
 # measurement on the PyTorch reference model) for several rounds on the same batch size,
 # thread count and random data. Prints per spec and mode the median img/s of each side over
 # the rounds, the ratio resnetc/PyTorch and the peak RSS of each process, as a Markdown table;
-# the raw JSON lines are kept in $OUT (default target/vs_pytorch).
+# the raw JSON lines are kept in $OUT (default target/vs_pytorch). With --baseline, another
+# `resnetc` binary (an earlier build) runs in every round too, and the table adds its img/s and
+# the ratio new/baseline: a before/after comparison in one run.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 
-rounds=3 steps=20 warmup=3 threads=$(nproc) modes=train,infer specs=()
+rounds=3 steps=20 warmup=3 threads=$(nproc) modes=train,infer specs=() baseline=
 while (($#)); do
     case $1 in
         --rounds) rounds=$2; shift 2 ;;
@@ -23,7 +25,8 @@ while (($#)); do
         --warmup) warmup=$2; shift 2 ;;
         --threads) threads=$2; shift 2 ;;
         --modes) modes=$2; shift 2 ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        --baseline) baseline=$2; shift 2 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         -*) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
         *) specs+=("$1"); shift ;;
     esac
@@ -61,6 +64,11 @@ for spec in "${specs[@]}"; do
             theirs=$("$venv/bin/python" "$here/bench.py" "$name" --mode "$mode" --batch-size "$batch" \
                 --steps "$steps" --warmup "$warmup" --threads "$threads" 2>/dev/null)
             echo "{\"impl\": \"resnetc\", \"round\": $r, \"result\": $ours}" >>"$log"
+            if [[ -n $baseline ]]; then
+                old=$("$baseline" bench "$path" --mode "$mode" --batch-size "$batch" --steps "$steps" \
+                    --warmup "$warmup" --format json)
+                echo "{\"impl\": \"baseline\", \"round\": $r, \"result\": $old}" >>"$log"
+            fi
             echo "{\"impl\": \"pytorch\", \"round\": $r, \"result\": $theirs}" >>"$log"
             echo "  $name $mode round $r/$rounds done" >&2
         done

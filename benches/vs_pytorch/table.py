@@ -15,12 +15,19 @@ for line in open(sys.argv[1]):
     runs[key][row["impl"]].append(r)
 
 mib = lambda b: f"{b / 2**20:.0f}" if b else "-"
-print("| spec | mode | batch | resnetc img/s | PyTorch img/s | ratio | resnetc peak RSS MiB | PyTorch peak RSS MiB |")
-print("|---|---|---:|---:|---:|---:|---:|---:|")
+baseline = any("baseline" in sides for sides in runs.values())
+extra_head = " baseline img/s | resnetc/baseline |" if baseline else ""
+extra_rule = "---:|---:|" if baseline else ""
+print(f"| spec | mode | batch | resnetc img/s | PyTorch img/s | ratio |{extra_head} resnetc peak RSS MiB | PyTorch peak RSS MiB |")
+print(f"|---|---|---:|---:|---:|---:|{extra_rule}---:|---:|")
 for spec, mode, batch in order:
     sides = runs[(spec, mode, batch)]
     ours = statistics.median(r["images_per_sec"] for r in sides["resnetc"])
     theirs = statistics.median(r["images_per_sec"] for r in sides["pytorch"])
     rss_ours = max(r["peak_rss_bytes"] or 0 for r in sides["resnetc"])
     rss_theirs = max(r["peak_rss_bytes"] or 0 for r in sides["pytorch"])
-    print(f"| {spec} | {mode} | {batch} | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f}× | {mib(rss_ours)} | {mib(rss_theirs)} |")
+    extra = ""
+    if baseline:
+        old = statistics.median(r["images_per_sec"] for r in sides["baseline"])
+        extra = f" {old:.1f} | {ours / old:.2f}× |"
+    print(f"| {spec} | {mode} | {batch} | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f}× |{extra} {mib(rss_ours)} | {mib(rss_theirs)} |")
