@@ -307,6 +307,8 @@ pub fn batch_norm_relu_train(
     bn_relu_train(x, gamma, beta, epsilon, residual, true)
 }
 
+/// The batch norm with a ReLU (and then maybe a residual), or alone (`with_relu` false, no
+/// residual).
 fn bn_relu_train(
     x: Tensor<4>,
     gamma: Tensor<1>,
@@ -315,6 +317,7 @@ fn bn_relu_train(
     residual: Option<Tensor<4>>,
     with_relu: bool,
 ) -> BatchNormTrain {
+    debug_assert!(with_relu || residual.is_none(), "a residual comes only with the ReLU");
     let same = |r: &Tensor<4>| r.dims() == x.dims() && r.dtype() == x.dtype() && r.device() == x.device();
     let place = if residual.as_ref().is_none_or(same) { place(&x) } else { Place::Burn };
     match place {
@@ -328,19 +331,11 @@ fn bn_relu_train(
             BatchNormTrain { output, mean: out.mean.detach(), variance: out.variance.detach() }
         }
         Place::Flex => {
-            let run = |x, g, b| match with_relu {
+            let (x, g, b) = (flex(x), flex(gamma), flex(beta));
+            let (y, mean, var) = match with_relu {
                 true => flex::batch_norm::batch_norm_relu_train(x, g, b, epsilon, residual.map(flex)),
-                false => {
-                    let (y, mean, var) = flex::batch_norm::batch_norm_train(x, g, b, epsilon);
-                    // Without a ReLU the residual is a plain addition.
-                    let y = match residual {
-                        Some(r) => Flex::float_add(y, flex(r)),
-                        None => y,
-                    };
-                    (y, mean, var)
-                }
+                false => flex::batch_norm::batch_norm_train(x, g, b, epsilon),
             };
-            let (y, mean, var) = run(flex(x), flex(gamma), flex(beta));
             BatchNormTrain { output: from_flex(y), mean: from_flex(mean), variance: from_flex(var) }
         }
         Place::Autodiff(strategy) => {
@@ -352,7 +347,8 @@ fn bn_relu_train(
     }
 }
 
-/// The batch norm's backward step; parents `[x, gamma, beta]` and, with `N == 4`, the residual.
+/// The batch norm's backward step; parents `[x, gamma, beta]` and, with `N == 4` (with the
+/// ReLU only), the residual.
 #[derive(Debug)]
 struct BnBackward {
     relu: bool,
@@ -371,9 +367,8 @@ impl<const N: usize> Backward<Flex, N> for BnBackward {
         let (dx, dgamma, dbeta, dresidual) = if self.relu {
             flex::batch_norm::batch_norm_relu_train_backward(x, gamma, mean, var, epsilon, output, grad, N == 4)
         } else {
-            let residual = (N == 4).then(|| grad.clone());
             let (dx, dg, db) = flex::batch_norm::batch_norm_train_backward(x, gamma, mean, var, epsilon, grad);
-            (dx, dg, db, residual)
+            (dx, dg, db, None)
         };
         let mut parents = ops.parents.into_iter();
         for value in [Some(dx), Some(dgamma), Some(dbeta), dresidual] {
@@ -404,8 +399,7 @@ where
         if relu {
             flex::batch_norm::batch_norm_relu_train(x, g, b, epsilon, residual)
         } else {
-            let (y, mean, var) = flex::batch_norm::batch_norm_train(x, g, b, epsilon);
-            (residual.map_or(y.clone(), |r| Flex::float_add(y, r)), mean, var)
+            flex::batch_norm::batch_norm_train(x, g, b, epsilon)
         }
     };
     let op = BnBackward { relu };
