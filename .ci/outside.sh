@@ -22,20 +22,10 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
 
-# The workspace's Burn line and dev profile, so the dependency graph (and what is built) is the
-# workspace's.
+# The workspace's Burn line and dev profiles (the end of its Cargo.toml), so the dependency graph
+# and what is built are the workspace's.
 burn_line=$(grep -m1 '^burn = ' "$root/Cargo.toml")
-profile='
-[profile.dev]
-debug = "line-tables-only"
-
-[profile.dev.package."*"]
-opt-level = 1
-debug = false
-
-[profile.dev.package.resnetc-kernels]
-opt-level = 2
-'
+profile=$(sed -n '/^\[profile\.dev\]/,$p' "$root/Cargo.toml")
 
 crate() { # name, extra dependency lines
     mkdir -p "$tmp/$1/src"

@@ -197,8 +197,8 @@ fn error(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(1)
 }
 
-/// Check the spec and load the data in its input shape.
-fn network_and_data(spec: &SpecArgs, data_path: &Path) -> Result<(Network, Dataset), ExitCode> {
+/// Check the spec of a network on images: the network and its input `[C, H, W]`.
+fn image_network(spec: &SpecArgs) -> Result<(Network, [usize; 3]), ExitCode> {
     let (c, id) = load(spec)?;
     let network = c.check(id, &spec.overrides).map_err(|d| fail(&c, &d))?;
     let Some([ch, h, w]) = network.input.as_chw() else {
@@ -208,7 +208,13 @@ fn network_and_data(spec: &SpecArgs, data_path: &Path) -> Result<(Network, Datas
             network.input
         )));
     };
-    let dataset = data::load(data_path, [ch as usize, h as usize, w as usize]).map_err(error)?;
+    Ok((network, [ch as usize, h as usize, w as usize]))
+}
+
+/// Check the spec and load the data in its input shape.
+fn network_and_data(spec: &SpecArgs, data_path: &Path) -> Result<(Network, Dataset), ExitCode> {
+    let (network, chw) = image_network(spec)?;
+    let dataset = data::load(data_path, chw).map_err(error)?;
     Ok((network, dataset))
 }
 
@@ -474,22 +480,14 @@ pub(crate) fn import(args: ImportArgs) -> Result<(), ExitCode> {
 pub(crate) fn export(args: ExportArgs) -> Result<(), ExitCode> {
     use burn::module::Module;
     use resnetc_runtime::export::{self, Batch};
-    let (c, id) = load(&args.spec)?;
-    let network = c.check(id, &args.spec.overrides).map_err(|d| fail(&c, &d))?;
-    let Some([ch, h, w]) = network.input.as_chw() else {
-        return Err(error(format!(
-            "{}: the network's input {} is not an image (C×H×W)",
-            args.spec.spec.display(),
-            network.input
-        )));
-    };
+    let (network, chw) = image_network(&args.spec)?;
+    let [ch, h, w] = chw;
     let device = burn::tensor::Device::flex();
     let model = DynNet::new(&network, &device)
         .try_load_file(&args.weights)
         .map_err(|e| error(format!("{}: cannot load into {}: {e}", args.weights.display(), network.name)))?;
     let batch = args.batch.map_or(Batch::Dynamic, Batch::Fixed);
-    let bytes = export::onnx(&model, [ch as usize, h as usize, w as usize], batch)
-        .map_err(|e| error(format!("{}: {e}", network.name)))?;
+    let bytes = export::onnx(&model, chw, batch).map_err(|e| error(format!("{}: {e}", network.name)))?;
     resnetc_runtime::report::write_atomic(&args.output, &bytes)
         .map_err(|e| error(format!("cannot write {}: {e}", args.output.display())))?;
     let shape = match batch {
