@@ -4,6 +4,7 @@ use crate::{Format, SpecArgs, fail, load};
 use resnetc_compiler::ir::Network;
 use resnetc_runtime::data::{self, Augment, Dataset};
 use resnetc_runtime::model::DynNet;
+use resnetc_runtime::precision::Precision;
 use resnetc_runtime::recipe::{self, Recipe};
 use resnetc_runtime::train::{self as runtime, Progress, TrainError, TrainOptions};
 use std::path::{Path, PathBuf};
@@ -31,9 +32,15 @@ pub(crate) struct TrainArgs {
     /// Base learning rate (recipe `optimizer.lr`).
     #[arg(long)]
     lr: Option<f64>,
-    /// cpu, wgpu[:N] or cuda[:N[,M...]] (several devices: Burn's multi-device training).
+    /// cpu, cpu:N (N replicas: tests data parallelism), wgpu (a hardware GPU), wgpu:N, wgpu:cpu
+    /// (the software adapter) or cuda[:N[,M...]]. Several devices train data-parallel; the batch
+    /// size stays the global one.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// What convolutions and linear layers compute in on a GPU: f32, f16 or bf16 (weights,
+    /// batch norm and loss stay f32).
+    #[arg(long, default_value = "f32", value_parser = Precision::parse)]
+    precision: Precision,
     /// The run folder (default: runs/<spec>-<timestamp>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -134,13 +141,20 @@ pub(crate) struct BenchArgs {
     /// A recipe YAML file for the optimizer (default: the shipped recipe of the network's family).
     #[arg(long)]
     recipe: Option<PathBuf>,
-    /// cpu, wgpu[:N] or cuda[:N] (the first device of a list).
+    /// cpu, wgpu, wgpu:N, wgpu:cpu or cuda[:N] (the first device of a list).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// f32, f16 or bf16 convolutions and linear layers (GPUs; as for `train`).
+    #[arg(long, default_value = "f32", value_parser = Precision::parse)]
+    precision: Precision,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
+    /// Also compare one batch's eval-mode logits on --device with the CPU's (same weights):
+    /// `logits_vs_cpu` in the JSON, the largest difference over the largest CPU logit.
+    #[arg(long)]
+    compare_cpu: bool,
     /// Run batch norm, residual addition and ReLU as separate ops instead of the fused CPU
     /// training op (to measure what the fusion gives).
     #[arg(long)]
@@ -240,7 +254,8 @@ fn recipe_for(args: &TrainArgs, network: &Network) -> Result<Recipe, ExitCode> {
 }
 
 pub(crate) fn train(args: TrainArgs) -> Result<(), ExitCode> {
-    let (devices, device_name) = resnetc_runtime::device::parse(&args.device).map_err(error)?;
+    let device = resnetc_runtime::device::parse(&args.device).map_err(error)?;
+    args.precision.check(&device).map_err(error)?;
     let (network, dataset) = network_and_data(&args.spec, &args.data)?;
     let mut recipe = recipe_for(&args, &network)?;
     let out = match &args.out {
@@ -277,8 +292,8 @@ pub(crate) fn train(args: TrainArgs) -> Result<(), ExitCode> {
         resume: args.resume,
         seed: args.seed,
         val_split: args.val_split,
-        devices,
-        device_name,
+        device,
+        precision: args.precision,
         workers: args.workers.max(1),
         init: args.init.clone(),
         progress: match args.progress {
@@ -325,8 +340,7 @@ struct Scoring {
 /// the recipe.yaml `train` wrote beside the weights (or one folder up), else the training split's.
 fn scoring(args: &ScoreArgs) -> Result<Scoring, ExitCode> {
     let ScoreArgs { spec, weights, data, recipe, device, .. } = args;
-    let (devices, _) = resnetc_runtime::device::parse(device).map_err(error)?;
-    let device = devices.into_iter().next().expect("parse returns at least one device");
+    let device = resnetc_runtime::device::parse(device).map_err(error)?.main();
     let (network, dataset) = network_and_data(spec, data)?;
     let beside = [weights.parent(), weights.parent().and_then(Path::parent)]
         .into_iter()
@@ -385,8 +399,10 @@ pub(crate) fn eval(args: EvalArgs) -> Result<(), ExitCode> {
 
 pub(crate) fn bench(args: BenchArgs) -> Result<(), ExitCode> {
     use resnetc_runtime::bench::{self, BenchOptions, Mode};
-    let (devices, device_name) = resnetc_runtime::device::parse(&args.device).map_err(error)?;
-    let device = devices.into_iter().next().expect("parse returns at least one device");
+    let selection = resnetc_runtime::device::parse(&args.device).map_err(error)?;
+    args.precision.check(&selection).map_err(error)?;
+    let device = selection.main();
+    let device_name = format!("{} [{}]", selection.name, selection.describe());
     let (c, id) = load(&args.spec)?;
     let network = c.check(id, &args.spec.overrides).map_err(|d| fail(&c, &d))?;
     let recipe = match &args.recipe {
@@ -403,7 +419,16 @@ pub(crate) fn bench(args: BenchArgs) -> Result<(), ExitCode> {
         Mode::Train => recipe.batch_size,
         Mode::Infer => 256,
     });
-    let options = BenchOptions { mode, batch_size, warmup: args.warmup, steps: args.steps, recipe, seed: args.seed };
+    let options = BenchOptions {
+        mode,
+        batch_size,
+        warmup: args.warmup,
+        steps: args.steps,
+        recipe,
+        seed: args.seed,
+        precision: args.precision,
+        compare_cpu: args.compare_cpu,
+    };
     let spec = args.spec.spec.display().to_string();
     let result = bench::run(&spec, &network, &device, &options).map_err(error)?;
     match args.format {
@@ -418,6 +443,15 @@ pub(crate) fn bench(args: BenchArgs) -> Result<(), ExitCode> {
                 result.median_step_seconds, result.min_step_seconds, result.max_step_seconds
             );
             println!("  peak RSS           {rss:>10}");
+            if let Some(e) = result.logits_vs_cpu {
+                println!("  logits vs CPU      {e:>10.2e} (largest difference / largest logit)");
+            }
+            if let Some(b) = result.device_memory_reserved_bytes {
+                println!(
+                    "  device memory      {:>10.0} MiB (most reserved by Burn's pools)",
+                    b as f64 / (1u64 << 20) as f64
+                );
+            }
         }
     }
     Ok(())

@@ -9,6 +9,10 @@ images and fixed labels; an inference step is a forward pass in eval mode under
 JSON object with the keys `resnetc bench --format json` prints.
 
     python bench.py resnet-20 --mode train --batch-size 128 --steps 20 --warmup 3 --threads 2
+
+On a GPU (`--device cuda`) each step ends with `torch.cuda.synchronize()`, the peak of
+`torch.cuda.max_memory_allocated()` is reported, and `--compile` runs the model through
+`torch.compile` (its compilation happens in the warm-up steps).
 """
 import argparse
 import json
@@ -52,6 +56,8 @@ def main():
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format (not the default)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
     a = p.parse_args()
 
     spec = os.path.basename(a.spec).removesuffix(".net")
@@ -63,9 +69,19 @@ def main():
     n = a.batch_size or (recipe_batch if a.mode == "train" else 256)
     fmt = torch.channels_last if a.channels_last else torch.contiguous_format
 
-    model = SPECS[spec](a.classes).to(memory_format=fmt)
-    images = torch.randn(n, 3, 32, 32).to(memory_format=fmt)
-    labels = torch.tensor([(i * 7919 + a.seed) % a.classes for i in range(n)])
+    device = torch.device(a.device)
+    gpu = device.type == "cuda"
+
+    def sync():
+        if gpu:
+            torch.cuda.synchronize(device)
+
+    model = SPECS[spec](a.classes).to(device=device, memory_format=fmt)
+    images = torch.randn(n, 3, 32, 32).to(device=device, memory_format=fmt)
+    labels = torch.tensor([(i * 7919 + a.seed) % a.classes for i in range(n)], device=device)
+    run = torch.compile(model) if a.compile else model
+    if gpu:
+        torch.cuda.reset_peak_memory_stats(device)
     times = []
     if a.mode == "train":
         model.train()
@@ -75,9 +91,10 @@ def main():
         for i in range(a.warmup + a.steps):
             start = time.perf_counter()
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(images), labels)
+            loss = loss_fn(run(images), labels)
             loss.backward()
             opt.step()
+            sync()
             if i >= a.warmup:
                 times.append(time.perf_counter() - start)
     else:
@@ -85,7 +102,8 @@ def main():
         with torch.inference_mode():
             for i in range(a.warmup + a.steps):
                 start = time.perf_counter()
-                model(images)
+                run(images)
+                sync()
                 if i >= a.warmup:
                     times.append(time.perf_counter() - start)
     median = statistics.median(times)
@@ -100,6 +118,9 @@ def main():
         "max_step_seconds": max(times),
         # ru_maxrss is in KiB on Linux.
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "device_memory_peak_bytes": torch.cuda.max_memory_allocated(device) if gpu else None,
+        "device": torch.cuda.get_device_name(device) if gpu else "cpu",
+        "compiled": a.compile,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }))

@@ -106,7 +106,14 @@ pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, options:
 /// A [`Conv2d`] module's forward pass through [`conv2d`] (its padding resolved as
 /// `Conv2d::forward` resolves it).
 pub fn conv2d_module(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let [_, _, h, w] = x.dims();
+    let options = conv2d_options(conv, x.dims());
+    conv2d(x, conv.weight.val(), conv.bias.as_ref().map(|b| b.val()), options)
+}
+
+/// The options a [`Conv2d`] module runs with on an input of shape `dims`: its stride, dilation,
+/// groups, and padding resolved as `Conv2d::forward` resolves it.
+pub fn conv2d_options(conv: &Conv2d, dims: [usize; 4]) -> ConvOptions<2> {
+    let [_, _, h, w] = dims;
     let same = |k: usize, s: usize, size: usize| {
         let out = size.div_ceil(s);
         let total = if out > 0 { ((out - 1) * s + k).saturating_sub(size) } else { 0 };
@@ -119,8 +126,7 @@ pub fn conv2d_module(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         }
         PaddingConfig2d::Explicit(top, left, bottom, right) => [(*top, *bottom), (*left, *right)],
     };
-    let options = ConvOptions::new_with_padding(conv.stride, padding, conv.dilation, conv.groups);
-    conv2d(x, conv.weight.val(), conv.bias.as_ref().map(|b| b.val()), options)
+    ConvOptions::new_with_padding(conv.stride, padding, conv.dilation, conv.groups)
 }
 
 fn flex_conv2d(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor>, options: ConvOptions<2>) -> FlexTensor {

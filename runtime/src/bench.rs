@@ -10,6 +10,7 @@
 //! autodiff. The peak resident set size (`VmHWM`) of the whole process is reported beside it.
 
 use crate::model::DynNet;
+use crate::precision::Precision;
 use crate::recipe::Recipe;
 use crate::train::{Batch, Part, RecipeLr, sgd};
 use burn::module::Module;
@@ -49,6 +50,11 @@ pub struct BenchOptions {
     /// The optimizer and schedule of a training step.
     pub recipe: Recipe,
     pub seed: u64,
+    /// What convolutions and linear layers compute in (GPUs).
+    pub precision: Precision,
+    /// Also run one batch in eval mode on the CPU and on `device` with the same weights and
+    /// report the logits' difference ([`BenchResult::logits_vs_cpu`]).
+    pub compare_cpu: bool,
 }
 
 /// One measurement; serialises to the JSON `resnetc bench --format json` prints.
@@ -66,6 +72,12 @@ pub struct BenchResult {
     pub max_step_seconds: f64,
     /// Peak resident set size of the process so far (Linux `VmHWM`); `None` where unknown.
     pub peak_rss_bytes: Option<u64>,
+    /// The most device memory Burn's pools held after any step (GPUs; `None` on the CPU).
+    pub device_memory_reserved_bytes: Option<u64>,
+    pub precision: Precision,
+    /// With `compare_cpu`: the largest difference between the device's eval-mode logits and the
+    /// CPU's for the same weights and batch, over the largest CPU logit.
+    pub logits_vs_cpu: Option<f64>,
 }
 
 /// One step, ready to repeat: the model, its optimizer and one batch of random images.
@@ -92,6 +104,19 @@ impl Stepper {
         recipe: &Recipe,
         seed: u64,
     ) -> Result<Self, String> {
+        Self::with_precision(network, device, mode, batch_size, recipe, seed, Precision::F32)
+    }
+
+    /// [`Stepper::new`] with convolutions and linear layers computing in `precision`.
+    pub fn with_precision(
+        network: &Network,
+        device: &Device,
+        mode: Mode,
+        batch_size: usize,
+        recipe: &Recipe,
+        seed: u64,
+        precision: Precision,
+    ) -> Result<Self, String> {
         let Some([c, h, w]) = network.input.as_chw() else {
             return Err(format!("the network's input {} is not an image (C×H×W)", network.input));
         };
@@ -104,7 +129,9 @@ impl Stepper {
         let kind = match mode {
             Mode::Train => {
                 let autodiff = device.clone().autodiff();
-                let model = DynNet::new(network, &autodiff).with_label_smoothing(recipe.label_smoothing);
+                let model = DynNet::new(network, &autodiff)
+                    .with_label_smoothing(recipe.label_smoothing)
+                    .with_precision(precision);
                 // Labels from a fixed sequence: every class present, nothing to learn.
                 let labels: Vec<i64> = (0..batch_size).map(|i| ((i * 7919 + seed as usize) % classes) as i64).collect();
                 StepKind::Train {
@@ -114,7 +141,7 @@ impl Stepper {
                 }
             }
             Mode::Infer => StepKind::Infer {
-                model: DynNet::new(network, device).valid(),
+                model: DynNet::new(network, device).with_precision(precision).valid(),
                 images: Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), device),
             },
         };
@@ -143,13 +170,25 @@ pub fn run(spec: &str, network: &Network, device: &Device, options: &BenchOption
     if options.steps == 0 {
         return Err("--steps must be at least 1".into());
     }
-    let mut stepper = Stepper::new(network, device, options.mode, options.batch_size, &options.recipe, options.seed)?;
+    let mut stepper = Stepper::with_precision(
+        network,
+        device,
+        options.mode,
+        options.batch_size,
+        &options.recipe,
+        options.seed,
+        options.precision,
+    )?;
     let mut times = Vec::with_capacity(options.steps);
+    let mut reserved: Option<u64> = None;
     for i in 0..options.warmup + options.steps {
         let start = Instant::now();
         stepper.step()?;
         if i >= options.warmup {
             times.push(start.elapsed().as_secs_f64());
+        }
+        if let Some(usage) = device.memory_pool_usage() {
+            reserved = Some(reserved.unwrap_or(0).max(usage.bytes_reserved));
         }
     }
     let median = median(&mut times);
@@ -164,7 +203,38 @@ pub fn run(spec: &str, network: &Network, device: &Device, options: &BenchOption
         min_step_seconds: times[0],
         max_step_seconds: times[times.len() - 1],
         peak_rss_bytes: peak_rss_bytes(),
+        device_memory_reserved_bytes: reserved.filter(|_| !device_is_cpu(device)),
+        precision: options.precision,
+        logits_vs_cpu: if options.compare_cpu { Some(logits_vs_cpu(network, device, options)?) } else { None },
     })
+}
+
+/// One batch of 8 random images through `network` in eval mode on the CPU, then on `device`
+/// with the same weights (and `options.precision`): the largest logit difference over the
+/// largest CPU logit.
+pub fn logits_vs_cpu(network: &Network, device: &Device, options: &BenchOptions) -> Result<f64, String> {
+    let Some([c, h, w]) = network.input.as_chw() else {
+        return Err(format!("the network's input {} is not an image (C×H×W)", network.input));
+    };
+    let cpu = Device::flex();
+    cpu.seed(options.seed);
+    let model = DynNet::new(network, &cpu).valid();
+    let images = Tensor::<4>::random([8, c as usize, h as usize, w as usize], Distribution::Normal(0.0, 1.0), &cpu);
+    let read = |t: Tensor<2>| t.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| format!("{e:?}"));
+    let expected = read(model.forward(images.clone()))?;
+    // After the CPU pass: `to_device` moves the running statistics the two copies share.
+    let moved = model.to_device(device).with_precision(options.precision);
+    let got = read(moved.forward(images.to_device(device)))?;
+    let scale = expected.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
+    let worst = expected.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    if got.iter().any(|v| !v.is_finite()) {
+        return Err("the device's logits are not finite".into());
+    }
+    Ok(f64::from(worst / scale))
+}
+
+fn device_is_cpu(device: &Device) -> bool {
+    matches!(device.clone().inner().as_dispatch(), burn::backend::DispatchDevice::Flex(_))
 }
 
 /// Sorts `times` and returns their median (mean of the middle two for an even count).

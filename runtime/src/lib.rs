@@ -8,7 +8,8 @@
 //! - [`recipe`]: the papers' training recipes as YAML, every key overridable;
 //! - [`train`]: training on burn-train (`resnetc train`) and test-split evaluation (`resnetc eval`);
 //! - [`report`]: the run folder's `metrics.csv`, `curves.svg` and `summary.json`;
-//! - [`device`]: `--device` values, GPU backends behind cargo features;
+//! - [`device`]: `--device` values, GPU backends behind cargo features, checked before use;
+//! - [`precision`]: mixed-precision convolutions and linear layers on GPUs (`--precision`);
 //! - [`bench`]: training and inference throughput (`resnetc bench`);
 //! - [`lesion`]: the lesion study of Veit et al. 2016 (`resnetc lesion`);
 //! - [`memory`]: allocator settings that keep a training step's buffers in the process;
@@ -26,6 +27,7 @@ pub mod lesion;
 pub mod memory;
 pub mod model;
 pub mod norm;
+pub mod precision;
 pub mod recipe;
 pub mod report;
 pub mod train;

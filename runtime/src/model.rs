@@ -5,6 +5,7 @@
 //! same forward pass: a checkpoint saved from one loads into the other (`tests/model.rs`
 //! proves it, with equal outputs, for specs covering every construct).
 
+use crate::precision::Precision;
 use burn::module::{Devices, Module, ModuleMapper, ModuleVisitor, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
@@ -76,8 +77,19 @@ pub struct DynBlock {
 #[derive(Clone, Debug)]
 pub struct DynNet {
     root: DynBlock,
-    /// Label smoothing for the training loss (not a parameter: not recorded in checkpoints).
+    /// How it trains, beside its parameters (not recorded in checkpoints).
+    config: RunConfig,
+}
+
+/// How a [`DynNet`] trains, beside its parameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct RunConfig {
+    /// Label smoothing for the training loss.
     label_smoothing: f64,
+    /// Data-parallel replicas whose gradients Burn sums (1: one device).
+    replicas: usize,
+    /// What convolutions and linear layers compute in.
+    precision: Precision,
 }
 
 /// A batch in flight: images, or feature vectors after a `linear`.
@@ -108,23 +120,44 @@ impl Act {
 impl DynNet {
     /// Build the network on `device`, initialised as the emitted `new` does.
     pub fn new(network: &Network, device: &Device) -> Self {
-        DynNet { root: DynBlock::build(&network.body, device), label_smoothing: 0.0 }
+        let config = RunConfig { label_smoothing: 0.0, replicas: 1, precision: Precision::F32 };
+        DynNet { root: DynBlock::build(&network.body, device), config }
     }
 
     /// Train with label smoothing `epsilon` (PyTorch's `CrossEntropyLoss(label_smoothing=)`).
     pub fn with_label_smoothing(mut self, epsilon: f64) -> Self {
-        self.label_smoothing = epsilon;
+        self.config.label_smoothing = epsilon;
         self
     }
 
     /// The label smoothing the training loss uses.
     pub fn label_smoothing(&self) -> f64 {
-        self.label_smoothing
+        self.config.label_smoothing
+    }
+
+    /// Train as one of `replicas` data-parallel copies whose gradients are summed (Burn's
+    /// multi-device strategy): each copy's loss is divided by `replicas`, so the sum is the
+    /// gradient of the mean loss over the global batch, as on one device; the batch-norm running
+    /// statistics move by the average of the copies' updates (see `norm`).
+    pub fn with_replicas(mut self, replicas: usize) -> Self {
+        self.config.replicas = replicas.max(1);
+        self
+    }
+
+    /// The number of data-parallel replicas this copy is one of.
+    pub fn replicas(&self) -> usize {
+        self.config.replicas
+    }
+
+    /// Compute convolutions and linear layers in `precision` (see `precision`).
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.config.precision = precision;
+        self
     }
 
     /// Run a batch `[N, C, H, W]` to class scores `[N, classes]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        self.root.run(&self.root.ops, Act::Maps(x)).flat()
+        crate::precision::scoped(self.config.precision, || self.root.run(&self.root.ops, Act::Maps(x)).flat())
     }
 
     /// Names and shapes of every tensor the module records (parameters and BatchNorm statistics).
@@ -431,9 +464,9 @@ impl DynBlock {
             }
             x = match op {
                 Op::Field(i) => match &self.fields[*i].1 {
-                    Field::Conv(m) => Act::Maps(resnetc_kernels::conv2d_module(m, x.maps())),
+                    Field::Conv(m) => Act::Maps(crate::precision::conv2d(m, x.maps())),
                     Field::Bn(m) => Act::Maps(crate::norm::batch_norm(m, x.maps())),
-                    Field::Linear(m) => Act::Flat(m.forward(x.flat())),
+                    Field::Linear(m) => Act::Flat(crate::precision::linear(m, x.flat())),
                     Field::Dropout(m) => match x {
                         Act::Maps(t) => Act::Maps(m.forward(t)),
                         Act::Flat(t) => Act::Flat(m.forward(t)),
@@ -732,25 +765,25 @@ impl Module for DynNet {
         self.root.collect_devices(devices)
     }
     fn fork(self, device: &Device) -> Self {
-        DynNet { root: self.root.fork(device), label_smoothing: self.label_smoothing }
+        DynNet { root: self.root.fork(device), config: self.config }
     }
     fn to_device(self, device: &Device) -> Self {
-        DynNet { root: self.root.to_device(device), label_smoothing: self.label_smoothing }
+        DynNet { root: self.root.to_device(device), config: self.config }
     }
     fn train(self) -> Self {
-        DynNet { root: self.root.train(), label_smoothing: self.label_smoothing }
+        DynNet { root: self.root.train(), config: self.config }
     }
     fn valid(&self) -> Self {
-        DynNet { root: self.root.valid(), label_smoothing: self.label_smoothing }
+        DynNet { root: self.root.valid(), config: self.config }
     }
     fn materialize(self) -> Self {
-        DynNet { root: self.root.materialize(), label_smoothing: self.label_smoothing }
+        DynNet { root: self.root.materialize(), config: self.config }
     }
     fn visit<V: ModuleVisitor>(&self, visitor: &mut V) {
         self.root.visit(visitor)
     }
     fn map<M: ModuleMapper>(self, mapper: &mut M) -> Self {
-        DynNet { root: self.root.map(mapper), label_smoothing: self.label_smoothing }
+        DynNet { root: self.root.map(mapper), config: self.config }
     }
 }
 

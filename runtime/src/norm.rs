@@ -21,6 +21,7 @@
 
 use burn::nn::BatchNorm;
 use burn::tensor::Tensor;
+use std::cell::Cell;
 
 /// Whether `bn` normalises `x` with the batch's statistics (and updates its running ones):
 /// training on an autodiff device, the layer not frozen (as `BatchNorm::forward` decides).
@@ -55,8 +56,32 @@ pub fn update_running(bn: &BatchNorm, mean: Tensor<1>, variance: Tensor<1>, coun
     let running_var = running_var.mul_scalar(1.0 - m).add(variance.detach().mul_scalar(m * unbiased));
     bn.running_mean.update(running_mean.detach());
     bn.running_var.update(running_var.detach());
+    if REPLICA.with(Cell::get) {
+        // One of several data-parallel copies: every copy's entry waits in the per-thread map
+        // until the first `value_sync` of the next step (or `valid()` at the epoch's end) folds
+        // them together, averaged: `(1 - m) · running + m · mean(copies' batch statistics)`,
+        // the same whichever copy finishes first.
+        return;
+    }
     // This thread's entry is in the per-thread map now: `value_sync` folds it into the shared
     // value (and empties the map), so records and the optimizer's `map` see this step.
     let _ = bn.running_mean.value_sync();
     let _ = bn.running_var.value_sync();
+}
+
+thread_local! {
+    static REPLICA: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Run `f` (a data-parallel copy's forward pass) with this thread's running-statistics updates
+/// left for averaging with the other copies' instead of folded at once.
+pub fn as_replica<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            REPLICA.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(REPLICA.with(|c| c.replace(true)));
+    f()
 }

@@ -51,7 +51,14 @@ pub struct Summary {
     pub seconds: f64,
     /// Mean training throughput over completed epochs.
     pub images_per_sec: Option<f64>,
+    /// The `--device` value (`cpu`, `cpu:2`, `wgpu`, `cuda:0,1`).
     pub device: String,
+    /// What the main device is: its adapter's name and backend.
+    #[serde(default)]
+    pub adapter: String,
+    /// What convolutions and linear layers computed in.
+    #[serde(default)]
+    pub precision: crate::precision::Precision,
     pub seed: u64,
     pub train_images: usize,
     pub val_images: usize,
@@ -268,6 +275,8 @@ mod tests {
             seconds: 0.0,
             images_per_sec: None,
             device: "cpu".into(),
+            adapter: String::new(),
+            precision: Default::default(),
             seed: 0,
             train_images: 1,
             val_images: 1,

@@ -22,7 +22,9 @@
 //!   checkpoint stays the newest.
 
 use crate::data::{self, Augment, Dataset, Split};
+use crate::device::{Kind, Selection};
 use crate::model::DynNet;
+use crate::precision::Precision;
 use crate::recipe::Recipe;
 use crate::report::{self, Row, Summary};
 use burn::data::dataloader::batcher::Batcher;
@@ -218,9 +220,19 @@ impl TrainStep for DynNet {
     type Output = Scored;
 
     fn step(&self, batch: Batch) -> TrainOutput<Scored> {
-        let logits = self.forward(batch.images);
+        let replicas = self.replicas();
+        let logits = match replicas {
+            1 => self.forward(batch.images),
+            _ => crate::norm::as_replica(|| self.forward(batch.images)),
+        };
         let losses = item_losses(logits.clone(), batch.targets.clone(), self.label_smoothing());
-        let grads = losses.clone().mean().backward();
+        // Several replicas: Burn sums their gradients, so each contributes its share of the
+        // global batch's mean loss (the learning rate means what it means on one device).
+        let loss = match replicas {
+            1 => losses.clone().mean(),
+            n => losses.clone().mean().div_scalar(n as f64),
+        };
+        let grads = loss.backward();
         TrainOutput::new(self, grads, Scored::new(batch.part, losses, logits, batch.targets))
     }
 }
@@ -611,10 +623,11 @@ pub struct TrainOptions {
     pub seed: u64,
     /// Training images held out for validation.
     pub val_split: usize,
-    /// One device, or several for Burn's multi-device strategy.
-    pub devices: Vec<Device>,
-    /// A name for the devices, for the summary (`cpu`, `wgpu`, `cuda:0,1`).
-    pub device_name: String,
+    /// One device, or several for data-parallel training (`cpu:2`, `cuda:0,1`): the recipe's
+    /// batch size is the global batch, split evenly over the devices.
+    pub device: Selection,
+    /// What convolutions and linear layers compute in (GPUs only).
+    pub precision: Precision,
     /// Data-loader worker threads.
     pub workers: usize,
     /// Weights to start from instead of a fresh initialisation (fine-tuning; not with `resume`).
@@ -672,13 +685,22 @@ pub fn train(network: &Network, dataset: &Dataset, options: &TrainOptions) -> Re
     let recipe = &options.recipe;
     let out = &options.out;
     let checkpoints = out.join("checkpoint");
-    let main_device = options.devices.first().cloned().ok_or_else(|| TrainError::Setup("no device".into()))?;
+    let main_device = options.device.main();
+    let replicas = options.device.devices.len();
+    options.precision.check(&options.device).map_err(TrainError::Setup)?;
     if options.resume && options.init.is_some() {
         return Err(TrainError::Setup("--init starts a new run; --resume continues one: give one of them".into()));
     }
     if recipe.batch_size == 0 {
         return Err(TrainError::Setup("batch_size must be at least 1".into()));
     }
+    if recipe.batch_size % replicas != 0 {
+        return Err(TrainError::Setup(format!(
+            "batch_size {} does not split evenly over the {replicas} devices of `{}` (it is the global batch)",
+            recipe.batch_size, options.device.name
+        )));
+    }
+    let device_batch = recipe.batch_size / replicas;
     if options.val_split >= dataset.train.len() {
         return Err(TrainError::Setup(format!(
             "--val-split {} leaves no training image ({} in the training split)",
@@ -716,7 +738,11 @@ pub fn train(network: &Network, dataset: &Dataset, options: &TrainOptions) -> Re
     resolved.normalize = Some(crate::recipe::Normalize { mean: mean.clone(), std: std.clone() });
     let augment = Augment { mean, std, pad: recipe.augment.pad, flip: recipe.augment.flip };
 
-    let per_epoch = train_idx.len().div_ceil(recipe.batch_size) as u64;
+    // Iterations (optimizer steps) per epoch. Several devices: burn-train gives each device a
+    // contiguous slice of the training set (the last one the remainder) and steps until the
+    // longest slice is done.
+    let longest_slice = train_idx.len() - (replicas - 1) * (train_idx.len() / replicas);
+    let per_epoch = longest_slice.div_ceil(device_batch) as u64;
     let epochs = recipe.epochs as usize;
     let model = DynNet::new(network, &main_device).with_label_smoothing(recipe.label_smoothing);
 
@@ -766,7 +792,9 @@ pub fn train(network: &Network, dataset: &Dataset, options: &TrainOptions) -> Re
         test_accuracy_at_best_val: None,
         seconds: 0.0,
         images_per_sec: None,
-        device: options.device_name.clone(),
+        device: options.device.name.clone(),
+        adapter: options.device.describe(),
+        precision: options.precision,
         seed: options.seed,
         train_images: train_idx.len(),
         val_images: val_idx.len(),
@@ -800,10 +828,15 @@ pub fn train(network: &Network, dataset: &Dataset, options: &TrainOptions) -> Re
     if start.is_none_or(|s| s < epochs) {
         if plain {
             println!(
-                "training {} ({} parameters) on {}: {} train / {} val / {} test images, {} epochs of {per_epoch} iterations{}",
+                "training {} ({} parameters) on {} [{}{}]: {} train / {} val / {} test images, {} epochs of {per_epoch} iterations{}",
                 network.name,
                 network.trainable_params,
-                options.device_name,
+                options.device.name,
+                summary.adapter,
+                match options.precision {
+                    Precision::F32 => String::new(),
+                    p => format!(", {} compute", p.name()),
+                },
                 train_idx.len(),
                 val_idx.len(),
                 dataset.test.len(),
@@ -820,10 +853,10 @@ pub fn train(network: &Network, dataset: &Dataset, options: &TrainOptions) -> Re
             augment: augment.clone(),
             seed: options.seed,
         })
-        .batch_size(recipe.batch_size)
+        .batch_size(device_batch)
         .shuffle(shuffle_seed)
         .num_workers(options.workers)
-        .build(InMemDataset::new(train_idx.iter().map(|&i| i as u32).collect()));
+        .build(InMemDataset::new(train_items(&train_idx, replicas, options.seed)));
         let mut eval_items = chunks(Part::Val, &val_idx, recipe.batch_size);
         let test_idx: Vec<usize> = (0..dataset.test.len()).collect();
         eval_items.extend(chunks(Part::Test, &test_idx, recipe.batch_size));
@@ -836,8 +869,10 @@ pub fn train(network: &Network, dataset: &Dataset, options: &TrainOptions) -> Re
         let optimizer = sgd(recipe).init();
         main_device.seed(options.seed);
         // Parameters are created tracked (on the autodiff device): Burn's fork keeps that state.
-        let mut model =
-            DynNet::new(network, &main_device.clone().autodiff()).with_label_smoothing(recipe.label_smoothing);
+        let mut model = DynNet::new(network, &main_device.clone().autodiff())
+            .with_label_smoothing(recipe.label_smoothing)
+            .with_replicas(replicas)
+            .with_precision(options.precision);
         if let Some(init) = options.init.as_ref().filter(|_| start.is_none()) {
             model = model.try_load_file(init).map_err(|e| {
                 TrainError::Setup(format!("--init {}: cannot load into {}: {e}", init.display(), network.name))
@@ -868,14 +903,8 @@ pub fn train(network: &Network, dataset: &Dataset, options: &TrainOptions) -> Re
         training = training
             .metric_valid_numeric(metric(Part::Test, Measure::Loss, false))
             .metric_valid_numeric(metric(Part::Test, Measure::Accuracy, false));
-        if options.devices.len() > 1 {
-            training = training.with_training_strategy(
-                burn::train::ExecutionStrategy::multi(
-                    options.devices.clone(),
-                    burn::train::MultiDeviceOptim::OptimMainDevice,
-                )
-                .into(),
-            );
+        if replicas > 1 {
+            training = training.with_training_strategy(data_parallel(&options.device).into());
         }
         if let Some(epoch) = start {
             training = training.checkpoint(epoch);
@@ -920,6 +949,52 @@ pub fn train(network: &Network, dataset: &Dataset, options: &TrainOptions) -> Re
         Some(reason) if reason.starts_with("the training loss became") => Err(TrainError::Diverged(reason.clone())),
         Some(reason) if !reason.starts_with("interrupted") => Err(TrainError::Failed(reason.clone())),
         _ => Ok(summary),
+    }
+}
+
+/// The training set's items in the order burn-train slices them over `replicas` devices: as
+/// they are for one device, a seeded permutation for several, so that each device's contiguous
+/// slice is a random sample of the classes (image folders list them class by class).
+fn train_items(train_idx: &[usize], replicas: usize, seed: u64) -> Vec<u32> {
+    let items: Vec<u32> = train_idx.iter().map(|&i| i as u32).collect();
+    if replicas == 1 {
+        return items;
+    }
+    let order = data::shuffled(items.len(), &mut data::rng(seed ^ 0x7265_706c_6963_6173));
+    order.into_iter().map(|i| items[i]).collect()
+}
+
+/// The training images (indices into the training split) each of `replicas` devices trains on,
+/// given the images `train_idx` left after the validation split: burn-train's contiguous slices
+/// of [`train_items`]' order (each epoch shuffles inside a slice only).
+pub fn replica_slices(train_idx: &[usize], replicas: usize, seed: u64) -> Vec<Vec<usize>> {
+    let items = train_items(train_idx, replicas, seed);
+    let step = items.len() / replicas;
+    (0..replicas)
+        .map(|r| {
+            let end = if r + 1 == replicas { items.len() } else { (r + 1) * step };
+            items[r * step..end].iter().map(|&i| i as usize).collect()
+        })
+        .collect()
+}
+
+/// burn-train's strategy for several devices: on CUDA, data-parallel training with NCCL
+/// all-reduce (each device its own optimizer copy, gradients averaged: the loss needs no
+/// scaling there, but [`DynNet::with_replicas`] divides it, so the all-reduce sums); elsewhere
+/// `MultiDevice` (gradients summed on the main device, which runs the optimizer), which needs
+/// no collectives and so runs on several flex or wgpu devices.
+fn data_parallel(device: &Selection) -> burn::train::ExecutionStrategy {
+    use burn::train::ExecutionStrategy;
+    match device.kind {
+        Kind::Cuda => ExecutionStrategy::ddp(
+            device.devices.clone(),
+            burn::tensor::distributed::DistributedConfig {
+                all_reduce_op: burn::tensor::distributed::ReduceOperation::Sum,
+            },
+        ),
+        Kind::Cpu | Kind::Wgpu => {
+            ExecutionStrategy::multi(device.devices.clone(), burn::train::MultiDeviceOptim::OptimMainDevice)
+        }
     }
 }
 
