@@ -92,6 +92,11 @@ fn parse_override(text: &str) -> Result<Override, String> {
 fn main() -> ExitCode {
     #[cfg(feature = "train")]
     resnetc_runtime::memory::keep_freed_memory();
+    // SAFETY: first in main, before any thread is started.
+    #[cfg(feature = "train")]
+    unsafe {
+        resnetc_runtime::device::quiet_vulkan_loader()
+    };
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

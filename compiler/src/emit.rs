@@ -895,7 +895,7 @@ impl<'a> Emitter<'a> {
                             quote! { let x = { let [min, max] = #access.clone(); burn::tensor::activation::hardtanh(x, min, max) }; }
                         }
                         "selu" => quote! { let x = burn::tensor::activation::selu(x); },
-                        "gelu" => quote! { let x = burn::tensor::activation::gelu(x); },
+                        "gelu" => quote! { let x = resnetc_kernels::gelu(x); },
                         "gelu_tanh" => quote! { let x = burn::tensor::activation::gelu_approximate(x); },
                         "silu" | "swish" => quote! { let x = burn::tensor::activation::silu(x); },
                         "mish" => quote! { let x = burn::tensor::activation::mish(x); },

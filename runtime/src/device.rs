@@ -16,6 +16,32 @@
 
 use burn::tensor::Device;
 
+/// Give the Vulkan loader a private `XDG_RUNTIME_DIR` when the environment has none: Mesa's
+/// window-system probing prints "error: XDG_RUNTIME_DIR is invalid or not set in the
+/// environment." on every wgpu start otherwise (containers and CI have no login session).
+///
+/// # Safety
+/// Sets an environment variable: call it before any other thread exists (first in `main`).
+pub unsafe fn quiet_vulkan_loader() {
+    #[cfg(all(unix, feature = "wgpu"))]
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+        // SAFETY: geteuid has no preconditions.
+        let uid = unsafe { geteuid() };
+        let dir = std::env::temp_dir().join(format!("resnetc-runtime-{uid}"));
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+        if std::fs::metadata(&dir).is_ok_and(|m| m.is_dir() && m.uid() == uid) {
+            // SAFETY: the caller guarantees no other thread runs yet.
+            unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
+        }
+    }
+}
+
+#[cfg(all(unix, feature = "wgpu"))]
+unsafe extern "C" {
+    fn geteuid() -> u32;
+}
+
 /// What a `--device` value selected.
 #[derive(Clone, Debug)]
 pub struct Selection {

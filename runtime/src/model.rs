@@ -618,7 +618,7 @@ pub fn activation<const D: usize>(function: &str, args: &[f64], x: Tensor<D>) ->
         "softplus" => a::softplus(x, arg(0)),
         "hardtanh" => a::hardtanh(x, arg(0), arg(1)),
         "selu" => a::selu(x),
-        "gelu" => a::gelu(x),
+        "gelu" => resnetc_kernels::gelu(x),
         "gelu_tanh" => a::gelu_approximate(x),
         "silu" | "swish" => a::silu(x),
         "mish" => a::mish(x),
