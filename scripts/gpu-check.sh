@@ -100,26 +100,25 @@ PY
 cat "$OUT/machine.txt"
 
 first="${SPECS%% *}"
-bench() { "$bin" bench "$specs_dir/$1.net" --device "$2" --mode train --batch-size "$BATCH" \
-    --steps "$STEPS" --warmup "$WARMUP" --format json --compare-cpu "${@:3}"; }
-torch_bench() { "$PYTHON" "$bench_py" "$1" --device "$TORCH_DEVICE" --mode train --batch-size "$BATCH" \
-    --steps "$STEPS" --warmup "$WARMUP" "${@:2}"; }
+# `timeout` runs commands, not shell functions: these print the command lines.
+bench=(--mode train --batch-size "$BATCH" --steps "$STEPS" --warmup "$WARMUP" --format json --compare-cpu)
+torch=(--device "$TORCH_DEVICE" --mode train --batch-size "$BATCH" --steps "$STEPS" --warmup "$WARMUP")
 
 # 1. The first network on each backend and in PyTorch eager: the headline ratio.
-for d in $DEVICES; do step "resnetc-$d-$first" 90 bench "$first" "$d"; done
-step "torch-eager-$first" 60 torch_bench "$first"
+for d in $DEVICES; do step "resnetc-$d-$first" 90 "$bin" bench "$specs_dir/$first.net" --device "$d" "${bench[@]}"; done
+step "torch-eager-$first" 60 "$PYTHON" "$bench_py" "$first" "${torch[@]}"
 # 2. Accuracy after a short real run on the GPU (the running statistics included).
 main_device="${DEVICES%% *}"
 step "train-$main_device-$first-${EPOCHS}ep" 180 "$bin" train "$specs_dir/$first.net" --data "$data" \
     --device "$main_device" --epochs "$EPOCHS" --progress plain --workers 8 --out "$OUT/train-$first"
 # 3. The other networks.
 for s in ${SPECS#"$first"}; do
-    for d in $DEVICES; do step "resnetc-$d-$s" 90 bench "$s" "$d"; done
-    step "torch-eager-$s" 60 torch_bench "$s"
+    for d in $DEVICES; do step "resnetc-$d-$s" 90 "$bin" bench "$specs_dir/$s.net" --device "$d" "${bench[@]}"; done
+    step "torch-eager-$s" 60 "$PYTHON" "$bench_py" "$s" "${torch[@]}"
 done
 # 4. Half precision and torch.compile, if time is left.
-step "resnetc-$main_device-$first-bf16" 60 bench "$first" "$main_device" --precision bf16
-for s in $SPECS; do step "torch-compile-$s" 120 torch_bench "$s" --compile; done
+step "resnetc-$main_device-$first-bf16" 60 "$bin" bench "$specs_dir/$first.net" --device "$main_device" "${bench[@]}" --precision bf16
+for s in $SPECS; do step "torch-compile-$s" 120 "$PYTHON" "$bench_py" "$s" "${torch[@]}" --compile; done
 
 "$PYTHON" "$table_py" "$OUT/results.jsonl" > "$OUT/results.md"
 cat "$OUT/results.md"
