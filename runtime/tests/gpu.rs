@@ -256,26 +256,14 @@ fn every_ablation_matches_flex() {
 /// Every activation, in the residual and squeeze-and-excitation paths of SE-ResNet.
 #[test]
 fn every_activation_matches_flex() {
-    for act in [
-        "relu",
-        "leaky_relu",
-        "prelu",
-        "elu",
-        "selu",
-        "celu",
-        "gelu",
-        "gelu_tanh",
-        "silu",
-        "swish",
-        "mish",
-        "hardswish",
-        "hardsigmoid",
-        "hardtanh",
-        "softsign",
-        "softplus",
-        "tanh",
-        "sigmoid",
-    ] {
+    // Every activation the language has (the compiler's table), identity aside.
+    let activations: Vec<&str> = resnetc_compiler::names::PRIMITIVES
+        .iter()
+        .copied()
+        .filter(|p| *p != "identity" && resnetc_compiler::names::activation_value(p).is_some())
+        .collect();
+    assert!(activations.len() >= 18, "{activations:?}");
+    for act in activations {
         let set = format!("act={act}");
         same_on_gpu(
             &format!("se-resnet-20 {set}"),
@@ -372,5 +360,19 @@ fn a_small_network_trains_on_the_gpu() {
     for (g, c) in rows.iter().zip(&cpu_rows) {
         assert!((g.train_loss - c.train_loss).abs() < 0.01 * c.train_loss, "epoch {}: {g:?} vs {c:?}", g.epoch);
         assert!((g.test_loss - c.test_loss).abs() < 0.05 * c.test_loss.max(0.1), "epoch {}: {g:?} vs {c:?}", g.epoch);
+    }
+}
+
+/// ReLU's gradient at exactly 0 is 0 on both backends, as in PyTorch (a mask convention that
+/// differed would show only where a batch norm's output is exactly 0).
+#[test]
+fn relu_gradient_at_zero() {
+    let guard = gpu();
+    let gpu = guard.as_ref().unwrap().main();
+    for device in [Device::flex(), gpu] {
+        let ad = device.clone().autodiff();
+        let x = Tensor::<1>::from_floats([-1.0, 0.0, 1.0], &ad).require_grad();
+        let g = burn::tensor::activation::relu(x.clone()).sum().backward();
+        assert_eq!(values(x.grad(&g).unwrap()), [0.0, 0.0, 1.0], "{device:?}");
     }
 }
