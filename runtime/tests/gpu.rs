@@ -222,8 +222,10 @@ fn every_family_matches_flex() {
 /// Known discrepancy, kept visible: on lavapipe, preresnet-164 at depth 11 gives a forward pass
 /// within 8e-7 of f64 but gradients up to 6.0e-3 off (stage2.0.conv3.weight; flex: 1.3e-6),
 /// deterministic from run to run. Its blocks alone, with or without an input gradient, are
-/// within 2e-6; not yet narrowed down to a Burn/cubecl kernel or to lavapipe, and unchecked on
-/// a hardware GPU. Run with `--ignored` to see it.
+/// within 2e-6, and whole networks fail or pass with the drawn values (stem, two stages, then
+/// `bn relu conv1x1(64)` fails, the same with `conv1x1(256)` passes): not yet narrowed down to
+/// a Burn/cubecl kernel or to lavapipe, and unchecked on a hardware GPU. Run with `--ignored`
+/// to see it; `a_spec_file_matches_flex` prints every gradient's error for bisecting.
 #[test]
 #[ignore = "wgpu gradients 6e-3 off f64 on lavapipe (see the comment)"]
 fn preresnet_164_matches_flex() {
