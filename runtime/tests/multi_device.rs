@@ -22,17 +22,6 @@ use std::path::Path;
 
 mod common;
 
-/// A batch norm straight on the input (its batch statistics are those of the images), then a
-/// small residual network.
-const SPEC: &str = "network stats(classes = 10) {
-    input 3x32x32
-    bn
-    conv3x3(8) bn relu
-    stage 1 × basic(8)
-    stage 1 × basic(16, stride = 2)
-    global_avg_pool linear(classes)
-}";
-
 /// No batch norm: a device's gradient does not depend on which other images share its batch.
 const PLAIN: &str = "network plain(classes = 10) {
     input 3x32x32
@@ -60,15 +49,6 @@ fn options(out: &Path, device: &str, epochs: u32, batch_size: usize) -> TrainOpt
         init: None,
         progress: Progress::Silent,
     }
-}
-
-fn normalisation(out: &Path) -> Augment {
-    let n = Recipe::load(&out.join("recipe.yaml")).unwrap().normalize.unwrap();
-    Augment { mean: n.mean, std: n.std, pad: 0, flip: false }
-}
-
-fn relative(a: f64, b: f64) -> f64 {
-    (a - b).abs() / b.abs().max(1e-3)
 }
 
 /// Images `indices` of the training split, normalised, and their labels, on `device`.
@@ -165,7 +145,7 @@ fn the_first_batch_norm_moves_by_the_average_of_the_replicas_updates() {
     for chunk in dataset.train.pixels.chunks_exact_mut(first.len()) {
         chunk.copy_from_slice(&first);
     }
-    let network = common::network_from("stats.net", SPEC);
+    let network = common::network_from("stats.net", common::STATS);
     let out = dir.join("run");
     let (epochs, batch) = (3, 10);
     let summary = train(&network, &dataset, &options(&out, "cpu:2", epochs, batch)).unwrap();
@@ -176,7 +156,7 @@ fn the_first_batch_norm_moves_by_the_average_of_the_replicas_updates() {
     let trained = DynNet::new(&network, &Device::flex()).load_file(out.join("last.bpk"));
     let stats = common::tensors(&trained);
 
-    let augment = normalisation(&out);
+    let augment = common::normalisation(&out);
     let mut x = Vec::new();
     augment.batch(&dataset.train, &[0], None, &mut x);
     let plane = 32 * 32;
@@ -194,7 +174,10 @@ fn the_first_batch_norm_moves_by_the_average_of_the_replicas_updates() {
             (got_mean - want_mean).abs() < 1e-5 * (1.0 + want_mean.abs()),
             "channel {c}: running mean {got_mean}, the average of the replicas' batch means {want_mean}"
         );
-        assert!(relative(got_var, want_var) < 2e-6, "channel {c}: running variance {got_var}, expected {want_var}");
+        assert!(
+            common::relative(got_var, want_var) < 2e-6,
+            "channel {c}: running variance {got_var}, expected {want_var}"
+        );
     }
 }
 
@@ -208,7 +191,7 @@ fn replay(network: &resnetc_compiler::Network, dataset: &Dataset, options: &Trai
     let autodiff = device.clone().autodiff();
     let mut model = DynNet::new(network, &autodiff).with_replicas(2);
     let mut optimizer = sgd(recipe).init();
-    let augment = normalisation(&options.out);
+    let augment = common::normalisation(&options.out);
     let all: Vec<usize> = (0..dataset.train.len()).collect();
     let slices = replica_slices(&all, 2, options.seed);
     for step in 0..u64::from(recipe.epochs) {
@@ -243,7 +226,7 @@ fn replay(network: &resnetc_compiler::Network, dataset: &Dataset, options: &Trai
 fn a_two_device_run_equals_its_replay_and_repeats_bit_for_bit() {
     let dir = common::temp("multi-run");
     let dataset = data::load(&common::cifar10(&dir, 8, 10), [3, 32, 32]).unwrap();
-    let network = common::network_from("stats.net", SPEC);
+    let network = common::network_from("stats.net", common::STATS);
     let out = dir.join("run");
     let opts = options(&out, "cpu:2", 4, 40);
     train(&network, &dataset, &opts).unwrap();
@@ -280,7 +263,7 @@ fn a_two_device_run_equals_its_replay_and_repeats_bit_for_bit() {
 fn a_batch_that_does_not_split_over_the_devices_is_refused() {
     let dir = common::temp("multi-odd");
     let dataset = data::load(&common::cifar10(&dir, 2, 2), [3, 32, 32]).unwrap();
-    let network = common::network_from("stats.net", SPEC);
+    let network = common::network_from("stats.net", common::STATS);
     let e = train(&network, &dataset, &options(&dir.join("run"), "cpu:2", 1, 5)).unwrap_err().to_string();
     assert!(e.contains("does not split evenly over the 2 devices"), "{e}");
 }

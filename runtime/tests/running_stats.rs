@@ -16,17 +16,6 @@ use std::path::Path;
 
 mod common;
 
-/// A batch norm straight on the input (its batch statistics are those of the images), then
-/// a small residual network with batch norms inside and after the residual addition.
-const SPEC: &str = "network stats(classes = 10) {
-    input 3x32x32
-    bn
-    conv3x3(8) bn relu
-    stage 1 × basic(8)
-    stage 1 × basic(16, stride = 2)
-    global_avg_pool linear(classes)
-}";
-
 fn options(out: &Path, epochs: u32, batch_size: usize, workers: usize) -> TrainOptions {
     let mut recipe = Recipe::shipped("resnet-cifar").unwrap();
     recipe.epochs = epochs;
@@ -49,23 +38,13 @@ fn options(out: &Path, epochs: u32, batch_size: usize, workers: usize) -> TrainO
     }
 }
 
-/// The normalisation `train` measured and recorded in the run's `recipe.yaml`.
-fn normalisation(out: &Path) -> Augment {
-    let n = Recipe::load(&out.join("recipe.yaml")).unwrap().normalize.unwrap();
-    Augment { mean: n.mean, std: n.std, pad: 0, flip: false }
-}
-
-fn relative(a: f64, b: f64) -> f64 {
-    (a - b).abs() / b.abs().max(1e-3)
-}
-
 /// `(relative error, name)` of the worst of the running statistics in `b` against `a`.
 fn worst_statistic(a: &BTreeMap<String, Vec<f64>>, b: &BTreeMap<String, Vec<f64>>) -> (f64, String) {
     let mut worst = (0.0, String::new());
     for (name, values) in a.iter().filter(|(n, _)| n.ends_with("running_mean") || n.ends_with("running_var")) {
         let other = &b[name];
         for (x, y) in values.iter().zip(other) {
-            let e = relative(*y, *x);
+            let e = common::relative(*y, *x);
             if e > worst.0 {
                 worst = (e, format!("{name}: {x} vs {y}"));
             }
@@ -102,7 +81,7 @@ fn the_first_batch_norm_holds_the_moving_average_of_its_batch_statistics() {
         if same {
             dataset = identical(dataset);
         }
-        let network = common::network_from("stats.net", SPEC);
+        let network = common::network_from("stats.net", common::STATS);
         let out = dir.join("run");
         let epochs = 3;
         let steps = epochs * (40 / batch) as u32;
@@ -110,7 +89,7 @@ fn the_first_batch_norm_holds_the_moving_average_of_its_batch_statistics() {
         let trained = DynNet::new(&network, &Device::flex()).load_file(out.join("last.bpk"));
         let stats = common::tensors(&trained);
 
-        let x = normalised(&dataset, &normalisation(&out));
+        let x = normalised(&dataset, &common::normalisation(&out));
         let plane = 32 * 32;
         let keep = 0.9f64.powi(steps as i32);
         for c in 0..3 {
@@ -128,7 +107,7 @@ fn the_first_batch_norm_holds_the_moving_average_of_its_batch_statistics() {
                 "workers {workers}, batch {batch}, channel {c}: running mean {got_mean}, the average of the batch means {want_mean}"
             );
             assert!(
-                relative(got_var, want_var) < 2e-6,
+                common::relative(got_var, want_var) < 2e-6,
                 "workers {workers}, batch {batch}, channel {c}: running variance {got_var}, the average of the batch variances {want_var}"
             );
         }
@@ -143,7 +122,7 @@ fn plain_loop(network: &resnetc_compiler::Network, dataset: &Dataset, options: &
     device.seed(options.seed);
     let mut model = DynNet::new(network, &device.clone().autodiff());
     let mut optimizer = sgd(recipe).init();
-    let augment = normalisation(&options.out);
+    let augment = common::normalisation(&options.out);
     let n = dataset.train.len();
     let images = Tensor::<4>::from_data(
         TensorData::new(normalised(dataset, &augment).into_iter().map(|v| v as f32).collect(), [n, 3, 32, 32]),
@@ -164,7 +143,7 @@ fn plain_loop(network: &resnetc_compiler::Network, dataset: &Dataset, options: &
 fn every_batch_norm_after_training_equals_a_plain_loop_of_the_same_steps() {
     let dir = common::temp("stats-loop");
     let dataset = data::load(&common::cifar10(&dir, 8, 10), [3, 32, 32]).unwrap();
-    let network = common::network_from("stats.net", SPEC);
+    let network = common::network_from("stats.net", common::STATS);
     let out = dir.join("run");
     let options = options(&out, 4, 40, 2);
     train(&network, &dataset, &options).unwrap();
@@ -216,7 +195,7 @@ fn accuracies(
 fn eval_mode_scores_as_well_as_batch_statistics() {
     let dir = common::temp("stats-accuracy");
     let dataset = data::load(&common::cifar10(&dir, 200, 400), [3, 32, 32]).unwrap();
-    let network = common::network_from("stats.net", SPEC);
+    let network = common::network_from("stats.net", common::STATS);
     let out = dir.join("run");
     // A cosine schedule: the weights settle at the end, so correct running statistics catch
     // up with them (at a constant rate of 0.1 both this and a plain loop of the same steps
@@ -224,7 +203,7 @@ fn eval_mode_scores_as_well_as_batch_statistics() {
     let mut options = options(&out, 4, 25, 2);
     options.recipe = options.recipe.set("schedule={kind: cosine}").unwrap();
     train(&network, &dataset, &options).unwrap();
-    let (eval, batch_stats) = accuracies(&network, &out.join("last.bpk"), &dataset, &normalisation(&out), 100);
+    let (eval, batch_stats) = accuracies(&network, &out.join("last.bpk"), &dataset, &common::normalisation(&out), 100);
     assert!(batch_stats > 0.3, "the fixture is learnable: {batch_stats}");
     assert!(eval >= batch_stats - 0.02, "eval mode {eval}, batch statistics {batch_stats}");
 }

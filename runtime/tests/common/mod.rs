@@ -95,3 +95,28 @@ pub fn cifar10(dir: &std::path::Path, per_batch: usize, test: usize) -> std::pat
     std::fs::write(data.join("test_batch.bin"), bytes).unwrap();
     data
 }
+
+/// A batch norm straight on the input (its batch statistics are those of the images), then
+/// a small residual network with batch norms inside and after the residual addition.
+#[allow(dead_code)]
+pub const STATS: &str = "network stats(classes = 10) {
+    input 3x32x32
+    bn
+    conv3x3(8) bn relu
+    stage 1 × basic(8)
+    stage 1 × basic(16, stride = 2)
+    global_avg_pool linear(classes)
+}";
+
+/// The normalisation `train` measured and recorded in the run's `recipe.yaml`.
+#[allow(dead_code)]
+pub fn normalisation(out: &std::path::Path) -> resnetc_runtime::data::Augment {
+    let n = resnetc_runtime::recipe::Recipe::load(&out.join("recipe.yaml")).unwrap().normalize.unwrap();
+    resnetc_runtime::data::Augment { mean: n.mean, std: n.std, pad: 0, flip: false }
+}
+
+/// `|a - b|` relative to `b` (at least 1e-3).
+#[allow(dead_code)]
+pub fn relative(a: f64, b: f64) -> f64 {
+    (a - b).abs() / b.abs().max(1e-3)
+}
