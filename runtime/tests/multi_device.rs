@@ -82,14 +82,16 @@ fn two_replicas_sum_to_the_gradient_of_the_global_batch() {
     let (images, targets) = batch(&dataset, &augment, &all, &device);
     let whole = gradients(&one, images, targets);
 
-    // TrainStep's loss (divided by the replica count), summed as burn-train's accumulator sums.
-    let two = one.clone().with_replicas(2);
-    let mut accumulator = GradientsAccumulator::new();
-    for half in all.chunks(8) {
-        let (images, targets) = batch(&dataset, &augment, half, &device);
-        accumulator.accumulate(&two, gradients(&two, images, targets));
-    }
-    let summed = accumulator.grads();
+    // Each half's gradients as TrainStep computes them, summed as burn-train's accumulator sums.
+    let sum_of_halves = |model: &DynNet| {
+        let mut accumulator = GradientsAccumulator::new();
+        for half in all.chunks(8) {
+            let (images, targets) = batch(&dataset, &augment, half, &device);
+            accumulator.accumulate(model, gradients(model, images, targets));
+        }
+        accumulator.grads()
+    };
+    let summed = sum_of_halves(&one.clone().with_replicas(2));
     let mut worst = 0.0f64;
     let mut checked = 0;
     common::each_tensor(&one, |(path, id, read)| {
@@ -103,12 +105,7 @@ fn two_replicas_sum_to_the_gradient_of_the_global_batch() {
     assert!(worst < 1e-6, "summed replica gradients differ from the global batch's by {worst}");
 
     // Without the division the sum is twice the gradient: the check above can fail.
-    let mut accumulator = GradientsAccumulator::new();
-    for half in all.chunks(8) {
-        let (images, targets) = batch(&dataset, &augment, half, &device);
-        accumulator.accumulate(&one, gradients(&one, images, targets));
-    }
-    let doubled = accumulator.grads();
+    let doubled = sum_of_halves(&one);
     let mut worst_doubled = 0.0f64;
     common::each_tensor(&one, |(_, id, read)| {
         let rank = read().shape().len();
@@ -160,15 +157,10 @@ fn the_first_batch_norm_moves_by_the_average_of_the_replicas_updates() {
     let mut x = Vec::new();
     augment.batch(&dataset.train, &[0], None, &mut x);
     let plane = 32 * 32;
-    let keep = 0.9f64.powi(steps);
     for c in 0..3 {
         let values: Vec<f64> = x[c * plane..(c + 1) * plane].iter().map(|&v| f64::from(v)).collect();
-        let n = values.len() as f64;
-        let mean = values.iter().sum::<f64>() / n;
         // Unbiased over a replica's batch: 5 images of 32×32 values per channel.
-        let per_batch = (batch / 2 * plane) as f64;
-        let var = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n * per_batch / (per_batch - 1.0);
-        let (want_mean, want_var) = ((1.0 - keep) * mean, keep + (1.0 - keep) * var);
+        let (want_mean, want_var) = common::ema_of_equal_batches(&values, batch / 2 * plane, steps);
         let (got_mean, got_var) = (stats["bn1.running_mean"][c], stats["bn1.running_var"][c]);
         assert!(
             (got_mean - want_mean).abs() < 1e-5 * (1.0 + want_mean.abs()),

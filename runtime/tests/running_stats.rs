@@ -91,16 +91,11 @@ fn the_first_batch_norm_holds_the_moving_average_of_its_batch_statistics() {
 
         let x = normalised(&dataset, &common::normalisation(&out));
         let plane = 32 * 32;
-        let keep = 0.9f64.powi(steps as i32);
         for c in 0..3 {
             let values: Vec<f64> =
                 x.chunks_exact(3 * plane).flat_map(|image| image[c * plane..(c + 1) * plane].to_vec()).collect();
-            let n = values.len() as f64;
-            let mean = values.iter().sum::<f64>() / n;
             // PyTorch's running variance uses the unbiased batch variance, over a batch's values.
-            let per_batch = (batch * plane) as f64;
-            let var = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n * per_batch / (per_batch - 1.0);
-            let (want_mean, want_var) = ((1.0 - keep) * mean, keep + (1.0 - keep) * var);
+            let (want_mean, want_var) = common::ema_of_equal_batches(&values, batch * plane, steps as i32);
             let (got_mean, got_var) = (stats["bn1.running_mean"][c], stats["bn1.running_var"][c]);
             assert!(
                 (got_mean - want_mean).abs() < 1e-5 * (1.0 + want_mean.abs()),

@@ -120,3 +120,16 @@ pub fn normalisation(out: &std::path::Path) -> resnetc_runtime::data::Augment {
 pub fn relative(a: f64, b: f64) -> f64 {
     (a - b).abs() / b.abs().max(1e-3)
 }
+
+/// The running mean and variance a fresh batch norm (mean 0, variance 1, momentum 0.1) holds
+/// after `steps` steps whose batches all have the statistics of `values` (one channel), PyTorch's
+/// way: the variance unbiased over `per_batch` values per channel.
+#[allow(dead_code)]
+pub fn ema_of_equal_batches(values: &[f64], per_batch: usize, steps: i32) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let per_batch = per_batch as f64;
+    let var = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n * per_batch / (per_batch - 1.0);
+    let keep = 0.9f64.powi(steps);
+    ((1.0 - keep) * mean, keep + (1.0 - keep) * var)
+}
