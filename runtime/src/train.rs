@@ -738,10 +738,8 @@ pub fn train(network: &Network, dataset: &Dataset, options: &TrainOptions) -> Re
     resolved.normalize = Some(crate::recipe::Normalize { mean: mean.clone(), std: std.clone() });
     let augment = Augment { mean, std, pad: recipe.augment.pad, flip: recipe.augment.flip };
 
-    // Iterations (optimizer steps) per epoch. Several devices: burn-train gives each device a
-    // contiguous slice of the training set (the last one the remainder) and steps until the
-    // longest slice is done.
-    let longest_slice = train_idx.len() - (replicas - 1) * (train_idx.len() / replicas);
+    // Iterations (optimizer steps) per epoch: until the longest device's slice is done.
+    let longest_slice = replica_slices(&train_idx, replicas, options.seed).iter().map(Vec::len).max().unwrap_or(0);
     let per_epoch = longest_slice.div_ceil(device_batch) as u64;
     let epochs = recipe.epochs as usize;
     let model = DynNet::new(network, &main_device).with_label_smoothing(recipe.label_smoothing);
