@@ -8,6 +8,7 @@
 use crate::diag::{Diagnostic, Span, codes};
 use crate::ir::{Activation, Layer, MergeExpr, Network, Node, NodeKind, Shape, Ty, Value};
 use crate::names::{self, did_you_mean, is_primitive, site_names};
+use crate::ops;
 use crate::syntax::ast::{self, BinaryOp, Call, Combinator, DefKind, Definition, Expr, ExprKind, Op, Stmt, UnaryOp};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
@@ -66,7 +67,7 @@ fn parse_activation(text: &str) -> Option<Activation> {
         None => (text, None),
     };
     let mut act = Activation::named(name)?;
-    let params = names::activation_params(act.function).unwrap_or(&[]);
+    let params: Vec<&str> = act.params().collect();
     if let Some(args) = args.filter(|a| !a.trim().is_empty()) {
         let values: Vec<&str> = args.split(',').collect();
         if values.len() > params.len() {
@@ -183,8 +184,10 @@ impl Scope {
     }
 }
 
+/// The checker's state while it checks one network (the primitives' rules in `ops` report
+/// through it).
 #[derive(Default)]
-struct Checker {
+pub(crate) struct Checker {
     defs: HashMap<String, Rc<Definition>>,
     /// Site names per definition, keyed by the definition's address (stable while checking).
     site_names: HashMap<usize, Rc<HashMap<Span, String>>>,
@@ -205,7 +208,7 @@ type Bound = Option<(Value, Span)>;
 
 impl Checker {
     /// Record a diagnostic once, pointing back at the network-level call being expanded.
-    fn error(&mut self, mut d: Diagnostic) {
+    pub(crate) fn error(&mut self, mut d: Diagnostic) {
         if !self.seen.insert((d.code, d.span, d.message.clone())) {
             return;
         }
@@ -1177,7 +1180,9 @@ impl Checker {
             self.resolve_expr(&arg.value, scope);
         }
         if is_primitive(&call.name.name) {
-            self.bind_slots(call, names::primitive_params(&call.name.name));
+            if let Some(prim) = ops::lookup(&call.name.name) {
+                self.bind_slots(call, &prim.signature());
+            }
             return;
         }
         if scope.contains(&call.name.name) {
@@ -1237,7 +1242,7 @@ impl Checker {
 
     fn unknown_block(&mut self, call: &Call) {
         let mut candidates: Vec<&str> =
-            self.defs.keys().map(String::as_str).chain(names::PRIMITIVES.iter().copied()).collect();
+            self.defs.keys().map(String::as_str).chain(ops::all().map(|p| p.name)).collect();
         candidates.sort_unstable();
         let mut msg = format!("unknown layer or block `{}`", call.name.name);
         if let Some(s) = did_you_mean(&call.name.name, candidates) {
@@ -1275,22 +1280,15 @@ impl Checker {
     }
 
     fn primitive(&mut self, call: &Call, scope: &Scope, shape: Option<&Shape>) -> Option<(Layer, Shape)> {
-        let name = call.name.name.as_str();
-        let sig = names::primitive_params(name);
-        let args = self.bind(call, sig, scope)?;
-        let args_bound = args.clone();
-        let get = |key: &str| sig.iter().position(|(p, _)| *p == key).and_then(|i| args[i]);
+        let prim = ops::lookup(&call.name.name)?;
+        let values = self.bind(call, &prim.signature(), scope)?;
         let chw = match shape {
             Some(s) => match s.as_chw() {
                 Some(chw) => Some(chw),
-                None if matches!(name, "relu" | "sigmoid" | "identity" | "dropout" | "linear" | "prelu")
-                    || names::activation_params(name).is_some() =>
-                {
-                    None
-                }
+                None if prim.flat => None,
                 None => {
                     self.error(Diagnostic::error(codes::SHAPE, call.span, format!(
-                        "`{name}` needs a C×H×W input, got {s}"
+                        "`{}` needs a C×H×W input, got {s}", prim.name
                     ))
                     .help("flat vectors come after `global_avg_pool`/`linear`; only `linear`, `dropout` and activations apply there"));
                     return None;
@@ -1298,193 +1296,13 @@ impl Checker {
             },
             None => None,
         };
-        let same = shape.cloned();
-        match name {
-            "conv" | "conv1x1" | "conv3x3" => {
-                let out = self.int(get("out")?, "output channels", 1)?;
-                let kernel = match name {
-                    "conv1x1" => 1,
-                    "conv3x3" => 3,
-                    _ => self.int(get("kernel")?, "kernel size", 1)?,
-                };
-                let stride = get("stride").map_or(Some(1), |v| self.int(v, "stride", 1))?;
-                let padding = match get("padding") {
-                    Some(v) => self.int(v, "padding", 0)?,
-                    None => (kernel - 1) / 2,
-                };
-                let groups = get("groups").map_or(Some(1), |v| self.int(v, "groups", 1))?;
-                let bias = get("bias").map_or(Some(false), |v| self.boolean(v))?;
-                let bias_init = self.bias_init(get("bias_init"), bias)?;
-                let [c, h, w] = chw?;
-                for (what, n) in [("input", c), ("output", out)] {
-                    if n % groups != 0 {
-                        let span = get("groups").map_or(call.span, |g| g.1);
-                        self.error(
-                            Diagnostic::error(codes::GROUPS, span, format!(
-                                "{what} channels ({n}) are not divisible by groups ({groups})"
-                            ))
-                            .label(format!("groups = {groups}"))
-                            .help("grouped convolution splits channels evenly: choose groups dividing both channel counts"),
-                        );
-                        return None;
-                    }
-                }
-                let (oh, ow) = self.spatial(call, h, w, kernel, stride, padding, "convolution")?;
-                Some((
-                    Layer::Conv { in_channels: c, out_channels: out, kernel, stride, padding, groups, bias, bias_init },
-                    Shape::chw(out, oh, ow),
-                ))
-            }
-            "bn" => {
-                let [c, _, _] = chw?;
-                Some((Layer::BatchNorm { features: c }, same?))
-            }
-            "relu" => Some((Layer::Relu, same?)),
-            "sigmoid" => Some((Layer::Sigmoid, same?)),
-            "identity" => Some((Layer::Identity, same?)),
-            "dropout" => {
-                let (v, span) = get("p")?;
-                let p = match v {
-                    Value::Float(f) => f,
-                    Value::Int(i) => i as f64,
-                    other => {
-                        self.type_error(span, Ty::Float, other);
-                        return None;
-                    }
-                };
-                if !(0.0..1.0).contains(&p) {
-                    self.error(
-                        Diagnostic::error(
-                            codes::VALUE_RANGE,
-                            span,
-                            format!("dropout probability {p} is outside [0, 1)"),
-                        )
-                        .label(format!("p = {p}")),
-                    );
-                    return None;
-                }
-                Some((Layer::Dropout { p }, same?))
-            }
-            "avg_pool" | "max_pool" => {
-                let kernel = self.int(get("kernel")?, "kernel size", 1)?;
-                let stride = get("stride").map_or(Some(kernel), |v| self.int(v, "stride", 1))?;
-                let padding = get("padding").map_or(Some(0), |v| self.int(v, "padding", 0))?;
-                if padding * 2 > kernel {
-                    self.error(Diagnostic::error(
-                        codes::VALUE_RANGE,
-                        get("padding")?.1,
-                        format!("pooling padding {padding} is more than half the kernel {kernel}"),
-                    ));
-                    return None;
-                }
-                let [c, h, w] = chw?;
-                let (oh, ow) = self.spatial(call, h, w, kernel, stride, padding, "pooling")?;
-                let layer = if name == "avg_pool" {
-                    Layer::AvgPool { kernel, stride, padding }
-                } else {
-                    Layer::MaxPool { kernel, stride, padding }
-                };
-                Some((layer, Shape::chw(c, oh, ow)))
-            }
-            "global_avg_pool" => {
-                let [c, _, _] = chw?;
-                Some((Layer::GlobalAvgPool, Shape::chw(c, 1, 1)))
-            }
-            "linear" => {
-                let out = self.int(get("out")?, "output features", 1)?;
-                let bias = get("bias").map_or(Some(true), |v| self.boolean(v))?;
-                let bias_init = self.bias_init(get("bias_init"), bias)?;
-                let input = shape?.numel();
-                Some((Layer::Linear { in_features: input, out_features: out, bias, bias_init }, Shape::flat(out)))
-            }
-            "pad_shortcut" => {
-                let out = self.int(get("out")?, "output channels", 1)?;
-                let stride = get("stride").map_or(Some(1), |v| self.int(v, "stride", 1))?;
-                let [c, h, w] = chw?;
-                if out < c {
-                    self.error(
-                        Diagnostic::error(
-                            codes::SHAPE,
-                            get("out")?.1,
-                            format!("pad_shortcut pads channels up, but {out} is fewer than the input's {c}"),
-                        )
-                        .help("use a projection (`conv1x1`) to reduce channels"),
-                    );
-                    return None;
-                }
-                let before = (out - c) / 2;
-                Some((
-                    Layer::PadShortcut { stride, before, after: out - c - before },
-                    Shape::chw(out, h.div_ceil(stride), w.div_ceil(stride)),
-                ))
-            }
-            "prelu" => {
-                let s = shape?;
-                Some((Layer::PRelu { channels: s.dims()[0] }, *s))
-            }
-            _ => {
-                let Some(defaults) = names::activation_params(name) else {
-                    unreachable!("PRIMITIVES lists every primitive handled here")
-                };
-                let mut args = Vec::new();
-                for (i, (_, default)) in defaults.iter().enumerate() {
-                    let v = match args_at(&args_bound, i) {
-                        Some((Value::Float(f), _)) => f,
-                        Some((Value::Int(n), _)) => n as f64,
-                        Some((other, span)) => {
-                            self.type_error(span, Ty::Float, other);
-                            return None;
-                        }
-                        None => *default,
-                    };
-                    args.push(v);
-                }
-                let bad = match name {
-                    "hardtanh" if args[0] >= args[1] => {
-                        Some(format!("hardtanh needs min < max, got {} and {}", args[0], args[1]))
-                    }
-                    "softplus" if args[0] <= 0.0 => Some(format!("softplus needs beta > 0, got {}", args[0])),
-                    "celu" if args[0] == 0.0 => Some("celu needs alpha ≠ 0".to_string()),
-                    _ => None,
-                };
-                if let Some(message) = bad {
-                    self.error(Diagnostic::error(codes::VALUE_RANGE, call.span, message));
-                    return None;
-                }
-                Some((Layer::Activation { function: name.to_string(), args }, *shape?))
-            }
-        }
-    }
-
-    /// A `bias_init` argument: a finite number, only where the layer has a bias. `Some(None)` when absent.
-    fn bias_init(&mut self, arg: Option<(Value, Span)>, bias: bool) -> Option<Option<f64>> {
-        let Some((v, span)) = arg else { return Some(None) };
-        let value = match v {
-            Value::Float(f) => f,
-            Value::Int(n) => n as f64,
-            other => {
-                self.type_error(span, Ty::Float, other);
-                return None;
-            }
-        };
-        if !bias {
-            self.error(
-                Diagnostic::error(codes::VALUE_RANGE, span, "`bias_init` given to a layer without a bias")
-                    .label(format!("bias_init = {value}"))
-                    .help("add `bias = true`"),
-            );
-            return None;
-        }
-        if !value.is_finite() {
-            self.error(Diagnostic::error(codes::VALUE_RANGE, span, format!("`bias_init` must be finite, got {value}")));
-            return None;
-        }
-        Some(Some(value))
+        let args = ops::Args { call, prim, values };
+        ops::check(self, &args, ops::Input { shape: shape.copied(), chw })
     }
 
     /// Output height and width of a sliding window, or an error if nothing is left.
     #[allow(clippy::too_many_arguments)]
-    fn spatial(
+    pub(crate) fn spatial(
         &mut self,
         call: &Call,
         h: u64,
@@ -1515,23 +1333,7 @@ impl Checker {
     }
 
     fn counts(&mut self, layer: &Layer, out: &Shape, span: Span) -> Option<(u64, u64)> {
-        let r = (|| match *layer {
-            Layer::Conv { in_channels, out_channels, kernel, groups, bias, .. } => {
-                let per_out = (in_channels / groups).checked_mul(kernel)?.checked_mul(kernel)?;
-                let weights = out_channels.checked_mul(per_out)?;
-                let params = weights.checked_add(if bias { out_channels } else { 0 })?;
-                let [_, oh, ow] = out.as_chw()?;
-                let macs = weights.checked_mul(oh)?.checked_mul(ow)?;
-                Some((params, macs))
-            }
-            Layer::BatchNorm { features } => Some((features.checked_mul(2)?, 0)),
-            Layer::PRelu { channels } => Some((channels, 0)),
-            Layer::Linear { in_features, out_features, bias, .. } => {
-                let weights = in_features.checked_mul(out_features)?;
-                Some((weights.checked_add(if bias { out_features } else { 0 })?, weights))
-            }
-            _ => Some((0, 0)),
-        })();
+        let r = ops::counts(layer, out);
         if r.is_none() {
             self.overflow(span);
         }
@@ -1542,7 +1344,7 @@ impl Checker {
         self.error(Diagnostic::error(codes::OVERFLOW, span, "parameter or MAC count overflows 64 bits"));
     }
 
-    fn int(&mut self, (v, span): (Value, Span), what: &str, min: i64) -> Option<u64> {
+    pub(crate) fn int(&mut self, (v, span): (Value, Span), what: &str, min: i64) -> Option<u64> {
         match v {
             Value::Int(i) if i >= min && (i as u64) <= MAX_DIM => Some(i as u64),
             Value::Int(i) => {
@@ -1564,7 +1366,19 @@ impl Checker {
         }
     }
 
-    fn boolean(&mut self, (v, span): (Value, Span)) -> Option<bool> {
+    /// A number: a float, or an integer taken as one.
+    pub(crate) fn float(&mut self, (v, span): (Value, Span)) -> Option<f64> {
+        match v {
+            Value::Float(f) => Some(f),
+            Value::Int(n) => Some(n as f64),
+            other => {
+                self.type_error(span, Ty::Float, other);
+                None
+            }
+        }
+    }
+
+    pub(crate) fn boolean(&mut self, (v, span): (Value, Span)) -> Option<bool> {
         match v {
             Value::Bool(b) => Some(b),
             other => {
@@ -1574,7 +1388,7 @@ impl Checker {
         }
     }
 
-    fn type_error(&mut self, span: Span, expected: Ty, found: Value) {
+    pub(crate) fn type_error(&mut self, span: Span, expected: Ty, found: Value) {
         let mut d = Diagnostic::error(
             codes::TYPE,
             span,
@@ -1640,7 +1454,7 @@ impl Checker {
 
     /// `leaky_relu(0.2)` as a value: the activation with its arguments.
     fn activation_value(&mut self, mut act: Activation, values: &[Value], args: &[Expr], span: Span) -> Option<Value> {
-        let params = names::activation_params(act.function).unwrap_or(&[]);
+        let params: Vec<&str> = act.params().collect();
         if values.len() > params.len() {
             self.error(Diagnostic::error(
                 codes::TOO_MANY_ARGUMENTS,
@@ -1796,10 +1610,6 @@ impl Checker {
             _ => unreachable!("arity table covers every function"),
         }
     }
-}
-
-fn args_at(args: &[Bound], i: usize) -> Bound {
-    args.get(i).copied().flatten()
 }
 
 /// Whether `a` and `b` multiply by broadcasting a `C×1×1` gate over `C×H×W`.

@@ -12,6 +12,7 @@ use crate::diag::Span as DSpan;
 use crate::diag::{Diagnostic, codes};
 use crate::ir::{Activation, Network, Node, NodeKind, Ty, Value};
 use crate::names::{self, camel_case, site_names};
+use crate::ops::{self, Use};
 use crate::syntax::ast::{BinaryOp, Branch, Call, Combinator, Definition, Expr, ExprKind, Op, Stmt, UnaryOp};
 use proc_macro2::{Ident, Literal, TokenStream};
 use quote::{format_ident, quote};
@@ -45,7 +46,8 @@ pub fn emit_tokens(network: &Network) -> Result<TokenStream, Vec<Diagnostic>> {
 
 fn generate(network: &Network, with_comments: bool) -> Result<(TokenStream, Vec<String>), Vec<Diagnostic>> {
     let comments = with_comments.then(Vec::new);
-    let mut emitter = Emitter { network, comments, helpers: BTreeSet::new(), ranks: HashMap::new() };
+    let mut emitter =
+        Emitter { network, comments, helpers: BTreeSet::new(), imports: BTreeSet::new(), ranks: HashMap::new() };
     emitter.collect_ranks(&network.body);
     let mut items = Vec::new();
     items.push(emitter.definition(&network.definition, true)?);
@@ -131,21 +133,23 @@ struct Field {
 /// The locals a constructor or forward pass declares itself; spec names that collide get a suffix.
 const RESERVED: &[&str] = &["shape", "device", "input", "x", "i", "block", "out", "blocks", "self", "Self"];
 
-struct Emitter<'a> {
+pub(crate) struct Emitter<'a> {
     network: &'a Network,
     /// Comment texts, referenced by index from marker statements; `None` emits no comments.
     comments: Option<Vec<String>>,
-    helpers: BTreeSet<&'static str>,
+    /// Helper items the emitted code defines, and `use` items, as the primitives asked.
+    helpers: BTreeSet<ops::Helper>,
+    imports: BTreeSet<(&'static str, &'static str)>,
     /// Input and output tensor rank of each block, from its first expansion.
     ranks: HashMap<String, (usize, usize)>,
 }
 
 /// What an expression in the constructor evaluates to.
-struct Typed {
-    tokens: TokenStream,
-    ty: Ty,
+pub(crate) struct Typed {
+    pub(crate) tokens: TokenStream,
+    pub(crate) ty: Ty,
     /// Operator precedence of the outermost form (higher binds tighter).
-    prec: u8,
+    pub(crate) prec: u8,
 }
 
 struct DefCtx<'d> {
@@ -181,6 +185,20 @@ impl DefCtx<'_> {
 }
 
 impl<'a> Emitter<'a> {
+    /// Record what a primitive makes the emitted code import or define.
+    pub(crate) fn uses(&mut self, uses: &[Use]) {
+        for u in uses {
+            match *u {
+                Use::Import(module, item) => {
+                    self.imports.insert((module, item));
+                }
+                Use::Helper(h) => {
+                    self.helpers.insert(h);
+                }
+            }
+        }
+    }
+
     /// A `// text` line before the next statement (a marker until formatting restores it).
     fn comment(&mut self, text: &str) -> TokenStream {
         match &mut self.comments {
@@ -428,15 +446,16 @@ impl<'a> Emitter<'a> {
             let Stmt::Op(op) = stmt else { continue };
             match op {
                 Op::Call(call) => {
-                    let name = call.name.name.as_str();
-                    let ty = match primitive_field(name) {
-                        Some((_, None)) => continue,
-                        Some((uses, Some(ty))) => {
-                            self.helpers.insert(uses);
-                            ty.parse::<TokenStream>().expect("type names are Rust tokens")
-                        }
+                    let ty = match ops::lookup(&call.name.name) {
+                        Some(prim) => match prim.field {
+                            None => continue,
+                            Some(ty) => {
+                                self.uses(prim.uses);
+                                ty.parse::<TokenStream>().expect("field types are Rust tokens")
+                            }
+                        },
                         None => {
-                            let t = format_ident!("{}", camel_case(name));
+                            let t = format_ident!("{}", camel_case(&call.name.name));
                             quote!(#t)
                         }
                     };
@@ -524,8 +543,8 @@ impl<'a> Emitter<'a> {
         match op {
             Op::Call(call) => {
                 let name = call.name.name.as_str();
-                if names::is_primitive(name) {
-                    self.ctor_primitive(call, ctx, out)
+                if let Some(prim) = ops::lookup(name) {
+                    self.ctor_primitive(prim, call, ctx, out)
                 } else {
                     let field = format_ident!("{}", ctx.site(call.span));
                     let ty = format_ident!("{}", camel_case(name));
@@ -731,123 +750,28 @@ impl<'a> Emitter<'a> {
     }
 
     /// Re-initialise a layer's bias to a constant (`bias_init`).
-    fn fill_bias(&mut self, field: &Ident, init: Typed) -> TokenStream {
-        self.helpers.insert("fill_bias");
-        let value = cast(init, Ty::Float).tokens;
-        quote! {
-            let mut #field = #field;
-            #field.bias = fill_bias(#field.bias, #value);
-        }
-    }
-
     fn ctor_primitive(
         &mut self,
+        prim: &'static ops::Primitive,
         call: &Call,
         ctx: &mut DefCtx,
         out: &mut Vec<TokenStream>,
     ) -> Result<(), Vec<Diagnostic>> {
-        let name = call.name.name.as_str();
         let field = format_ident!("{}", ctx.site(call.span));
-        let sig: Vec<&str> = names::primitive_params(name).iter().map(|(p, _)| *p).collect();
         let mut positional = call.args.iter().filter(|a| a.name.is_none());
-        let mut values: HashMap<&str, Typed> = HashMap::new();
-        for p in sig {
-            let given =
-                call.args.iter().find(|a| a.name.as_ref().is_some_and(|n| n.name == p)).or_else(|| positional.next());
+        let mut values = HashMap::new();
+        for param in prim.params {
+            let given = call
+                .args
+                .iter()
+                .find(|a| a.name.as_ref().is_some_and(|n| n.name == param.name))
+                .or_else(|| positional.next());
             if let Some(a) = given {
-                values.insert(p, self.expr(&a.value, ctx)?);
+                values.insert(param.name, self.expr(&a.value, ctx)?);
             }
         }
-        let mut usize_of = |key: &str, default: TokenStream| -> TokenStream {
-            match values.remove(key) {
-                Some(v) => to_usize(v),
-                None => default,
-            }
-        };
-        match name {
-            "conv" | "conv1x1" | "conv3x3" => {
-                self.helpers.insert("conv");
-                self.helpers.insert("window");
-                let outc = usize_of("out", quote!(0));
-                let kernel = match name {
-                    "conv1x1" => quote!(1),
-                    "conv3x3" => quote!(3),
-                    _ => usize_of("kernel", quote!(1)),
-                };
-                let stride = usize_of("stride", quote!(1));
-                let padding = match name {
-                    "conv1x1" => quote!(0),
-                    "conv3x3" => quote!(1),
-                    _ => usize_of("padding", quote!((#kernel - 1) / 2)),
-                };
-                let groups = usize_of("groups", quote!(1));
-                let bias = values.remove("bias").map_or(quote!(false), |v| v.tokens);
-                out.push(quote! {
-                    let #field = conv([shape[0], #outc], #kernel, #stride, #padding, #groups, #bias, device);
-                    shape = window(shape, #outc, #kernel, #stride, #padding);
-                });
-                if let Some(init) = values.remove("bias_init") {
-                    out.push(self.fill_bias(&field, init));
-                }
-            }
-            "bn" => out.push(quote! { let #field = BatchNormConfig::new(shape[0]).init(device); }),
-            "dropout" => {
-                let p = values.remove("p").map(|v| cast(v, Ty::Float).tokens).unwrap_or(quote!(0.0));
-                out.push(quote! { let #field = DropoutConfig::new(#p).init(); });
-            }
-            "avg_pool" | "max_pool" => {
-                self.helpers.insert("window");
-                let kernel = usize_of("kernel", quote!(1));
-                let stride = usize_of("stride", kernel.clone());
-                let padding = usize_of("padding", quote!(0));
-                let config = if name == "avg_pool" { quote!(AvgPool2dConfig) } else { quote!(MaxPool2dConfig) };
-                out.push(quote! {
-                    let #field = #config::new([#kernel, #kernel])
-                        .with_strides([#stride, #stride])
-                        .with_padding(PaddingConfig2d::Explicit(#padding, #padding, #padding, #padding))
-                        .init();
-                    shape = window(shape, shape[0], #kernel, #stride, #padding);
-                });
-            }
-            "global_avg_pool" => out.push(quote! { shape = [shape[0], 1, 1]; }),
-            "prelu" => out.push(quote! { let #field = PReluConfig::new().with_num_parameters(shape[0]).init(device); }),
-            _ if names::activation_params(name).is_some_and(|p| !p.is_empty()) => {
-                let defaults = names::activation_params(name).unwrap_or(&[]);
-                let args: Vec<TokenStream> = defaults
-                    .iter()
-                    .map(|(param, default)| match values.remove(param) {
-                        Some(v) => cast(v, Ty::Float).tokens,
-                        None => Literal::f64_unsuffixed(*default).into_token_stream(),
-                    })
-                    .collect();
-                if args.len() == 1 {
-                    let a = &args[0];
-                    out.push(quote! { let #field: f64 = #a; });
-                } else {
-                    out.push(quote! { let #field: [f64; 2] = [#(#args),*]; });
-                }
-            }
-            "linear" => {
-                let outf = usize_of("out", quote!(1));
-                let bias = values.remove("bias").map_or(quote!(true), |v| v.tokens);
-                out.push(quote! {
-                    let #field = LinearConfig::new(shape[0] * shape[1] * shape[2], #outf).with_bias(#bias).init(device);
-                    shape = [#outf, 1, 1];
-                });
-                if let Some(init) = values.remove("bias_init") {
-                    out.push(self.fill_bias(&field, init));
-                }
-            }
-            "pad_shortcut" => {
-                let outc = usize_of("out", quote!(0));
-                let stride = usize_of("stride", quote!(1));
-                out.push(quote! {
-                    let #field = PadShortcut::new(shape[0], #outc, #stride);
-                    shape = [#outc, shape[1].div_ceil(#stride), shape[2].div_ceil(#stride)];
-                });
-            }
-            _ => {}
-        }
+        let mut args = ops::EmitArgs { prim, values, span: call.span };
+        out.extend(ops::ctor(self, &mut args, &field)?);
         Ok(())
     }
 
@@ -868,54 +792,10 @@ impl<'a> Emitter<'a> {
                 Op::Call(call) => {
                     let access = field_access(&ctx.site(call.span), bound);
                     let name = call.name.name.as_str();
-                    let code = match name {
-                        // Convolutions through resnetc-kernels: im2col + GEMM on the CPU (sums in
-                        // blocks, the weight gradient by GEMM), `Conv2d::forward` elsewhere.
-                        "conv" | "conv1x1" | "conv3x3" => {
-                            quote! { let x = resnetc_kernels::conv2d_module(&#access, x); }
-                        }
-                        "avg_pool" | "max_pool" | "pad_shortcut" => quote! { let x = #access.forward(x); },
-                        "bn" => quote! { let x = batch_norm(&#access, x); },
-                        "dropout" => quote! { let x = #access.forward(x); },
-                        "relu" => {
-                            self.helpers.insert("relu");
-                            quote! { let x = relu(x); }
-                        }
-                        "sigmoid" => {
-                            self.helpers.insert("sigmoid");
-                            quote! { let x = sigmoid(x); }
-                        }
-                        "identity" => quote!(),
-                        "prelu" => quote! { let x = #access.forward(x); },
-                        "leaky_relu" => quote! { let x = burn::tensor::activation::leaky_relu(x, #access.clone()); },
-                        "elu" => quote! { let x = burn::tensor::activation::elu(x, #access.clone()); },
-                        "celu" => quote! { let x = burn::tensor::activation::celu(x, #access.clone()); },
-                        "softplus" => quote! { let x = burn::tensor::activation::softplus(x, #access.clone()); },
-                        "hardtanh" => {
-                            quote! { let x = { let [min, max] = #access.clone(); burn::tensor::activation::hardtanh(x, min, max) }; }
-                        }
-                        "selu" => quote! { let x = burn::tensor::activation::selu(x); },
-                        "gelu" => quote! { let x = resnetc_kernels::gelu(x); },
-                        "gelu_tanh" => quote! { let x = burn::tensor::activation::gelu_approximate(x); },
-                        "silu" | "swish" => quote! { let x = burn::tensor::activation::silu(x); },
-                        "mish" => quote! { let x = burn::tensor::activation::mish(x); },
-                        "hardswish" => quote! { let x = burn::tensor::activation::hard_swish(x); },
-                        // PyTorch's hardsigmoid: relu6(x + 3) / 6.
-                        "hardsigmoid" => quote! { let x = burn::tensor::activation::hard_sigmoid(x, 1.0 / 6.0, 0.5); },
-                        "softsign" => quote! { let x = burn::tensor::activation::softsign(x); },
-                        "tanh" => quote! { let x = burn::tensor::activation::tanh(x); },
-                        "global_avg_pool" => quote! { let x = burn::tensor::module::adaptive_avg_pool2d(x, [1, 1]); },
-                        "linear" => {
-                            let flatten = if *rank == 4 {
-                                quote! { let x = x.flatten::<2>(1, 3); }
-                            } else {
-                                quote!()
-                            };
-                            *rank = 2;
-                            quote! { #flatten let x = #access.forward(x); }
-                        }
-                        block => {
-                            if let Some((_, r)) = self.ranks.get(block) {
+                    let code = match ops::lookup(name) {
+                        Some(prim) => ops::forward(self, prim.prim, access, rank),
+                        None => {
+                            if let Some((_, r)) = self.ranks.get(name) {
                                 *rank = *r;
                             }
                             quote! { let x = #access.forward(x); }
@@ -1222,161 +1102,41 @@ impl<'a> Emitter<'a> {
     }
 
     /// The `use` lines the emitted items need, and no more.
+    /// The `use` items, one per module in a fixed order, items sorted as people sort them
+    /// (ignoring case).
     fn imports(&self) -> TokenStream {
-        let used = |k: &str| self.helpers.contains(k);
-        let mut nn: Vec<TokenStream> = Vec::new();
-        if used("bn") {
-            nn.push(quote!(BatchNorm));
-            nn.push(quote!(BatchNormConfig));
+        let mut imports = self.imports.clone();
+        for always in [("burn::module", "Module"), ("burn::tensor", "Device"), ("burn::tensor", "Tensor")] {
+            imports.insert(always);
         }
-        if used("dropout") {
-            nn.push(quote!(Dropout));
-            nn.push(quote!(DropoutConfig));
+        let mut modules: Vec<&str> = imports.iter().map(|(m, _)| *m).collect();
+        modules.dedup();
+        let rank = |m: &str| IMPORT_ORDER.iter().position(|o| *o == m).unwrap_or(IMPORT_ORDER.len());
+        modules.sort_by_key(|m| (rank(m), *m));
+        let mut out = TokenStream::new();
+        for module in modules {
+            let mut items: Vec<&str> = imports.iter().filter(|(m, _)| *m == module).map(|(_, i)| *i).collect();
+            items.sort_by_key(|i| (i.to_lowercase(), *i));
+            let path: TokenStream = module.parse().expect("module paths are Rust tokens");
+            let items: Vec<Ident> = items.iter().map(|i| format_ident!("{}", i)).collect();
+            out.extend(if items.len() == 1 {
+                let item = &items[0];
+                quote! { use #path::#item; }
+            } else {
+                quote! { use #path::{#(#items),*}; }
+            });
         }
-        if used("conv") {
-            nn.push(quote!(Initializer));
-        }
-        if used("linear") {
-            nn.push(quote!(Linear));
-            nn.push(quote!(LinearConfig));
-        }
-        if used("conv") || used("avg_pool") || used("max_pool") {
-            nn.push(quote!(PaddingConfig2d));
-        }
-        if used("prelu") {
-            nn.push(quote!(PRelu));
-            nn.push(quote!(PReluConfig));
-        }
-        let mut out = if used("fill_bias") {
-            quote! { use burn::module::{Module, Param}; }
-        } else {
-            quote! { use burn::module::Module; }
-        };
-        if used("conv") {
-            out.extend(quote! { use burn::nn::conv::{Conv2d, Conv2dConfig}; });
-        }
-        let mut pool: Vec<TokenStream> = Vec::new();
-        if used("avg_pool") {
-            pool.push(quote!(AvgPool2d));
-            pool.push(quote!(AvgPool2dConfig));
-        }
-        if used("max_pool") {
-            pool.push(quote!(MaxPool2d));
-            pool.push(quote!(MaxPool2dConfig));
-        }
-        if !pool.is_empty() {
-            out.extend(quote! { use burn::nn::pool::{#(#pool),*}; });
-        }
-        if !nn.is_empty() {
-            out.extend(quote! { use burn::nn::{#(#nn),*}; });
-        }
-        let mut act: Vec<TokenStream> = Vec::new();
-        if used("relu") {
-            act.push(quote!(relu));
-        }
-        if used("sigmoid") {
-            act.push(quote!(sigmoid));
-        }
-        if !act.is_empty() {
-            out.extend(quote! { use burn::tensor::activation::{#(#act),*}; });
-        }
-        out.extend(quote! { use burn::tensor::{Device, Tensor}; });
         out
     }
 
     fn helpers(&self) -> TokenStream {
-        let mut out = TokenStream::new();
-        if self.helpers.contains("conv") {
-            out.extend(quote! {
-                /// A bias-free-by-default convolution with He-normal (fan-out) weights, as in He et al. 2015.
-                fn conv(channels: [usize; 2], kernel: usize, stride: usize, padding: usize, groups: usize, bias: bool, device: &Device) -> Conv2d {
-                    Conv2dConfig::new(channels, [kernel, kernel])
-                        .with_stride([stride, stride])
-                        .with_padding(PaddingConfig2d::Explicit(padding, padding, padding, padding))
-                        .with_groups(groups)
-                        .with_bias(bias)
-                        .with_initializer(Initializer::KaimingNormal { gain: std::f64::consts::SQRT_2, fan_out_only: true })
-                        .init(device)
-                }
-            });
-        }
-        if self.helpers.contains("fill_bias") {
-            out.extend(quote! {
-                /// Start every entry of a layer's bias at `value` (a gate's `bias_init`); it stays trainable.
-                fn fill_bias(bias: Option<Param<Tensor<1>>>, value: f64) -> Option<Param<Tensor<1>>> {
-                    bias.map(|b| b.map(|t| Tensor::full(t.shape(), value, &t.device()).set_require_grad(t.is_require_grad())))
-                }
-            });
-        }
-        if self.helpers.contains("bn") {
-            out.extend(quote! {
-                /// Batch norm as PyTorch's `BatchNorm2d`. Training (an autodiff device, the layer not
-                /// frozen): normalise with the batch's statistics and move the running ones toward them
-                /// by `momentum`, the variance unbiased (`n / (n - 1)`, where Burn's `forward` keeps
-                /// it biased), the update folded into the shared value at once (`value_sync`), where
-                /// records and optimizers read it. Otherwise: normalise with the running statistics.
-                /// resnetc-kernels runs it on the CPU (statistics and gradients summed in f64; Burn's
-                /// own op elsewhere).
-                fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
-                    if !(x.device().is_autodiff() && bn.training.is_enabled()) {
-                        return resnetc_kernels::batch_norm_module_eval(bn, x);
-                    }
-                    let [n, _, h, w] = x.dims();
-                    let count = (n * h * w) as f64;
-                    let unbiased = if count > 1.0 { count / (count - 1.0) } else { 1.0 };
-                    let out = resnetc_kernels::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon);
-                    let (m, device) = (bn.momentum, out.mean.device());
-                    let mean = bn.running_mean.value_sync().to_device(&device).mul_scalar(1.0 - m);
-                    let var = bn.running_var.value_sync().to_device(&device).mul_scalar(1.0 - m);
-                    bn.running_mean.update(mean.add(out.mean.detach().mul_scalar(m)).detach());
-                    bn.running_var.update(var.add(out.variance.detach().mul_scalar(m * unbiased)).detach());
-                    let _ = (bn.running_mean.value_sync(), bn.running_var.value_sync());
-                    out.output
-                }
-            });
-        }
-        if self.helpers.contains("window") {
-            out.extend(quote! {
-                /// The shape after a convolution or pooling window.
-                fn window(shape: [usize; 3], channels: usize, kernel: usize, stride: usize, padding: usize) -> [usize; 3] {
-                    let size = |n: usize| (n + 2 * padding - kernel) / stride + 1;
-                    [channels, size(shape[1]), size(shape[2])]
-                }
-            });
-        }
-        if self.helpers.contains("pad_shortcut") {
-            out.extend(quote! {
-                /// The option-A shortcut of He et al. 2015: subsample by `stride`, then zero-pad the channels.
-                #[derive(Module, Debug)]
-                pub struct PadShortcut {
-                    /// Spatial subsampling step.
-                    pub stride: usize,
-                    /// Zero channels added before the input's channels.
-                    pub before: usize,
-                    /// Zero channels added after them.
-                    pub after: usize,
-                }
-
-                impl PadShortcut {
-                    /// Pad `in_channels` up to `out_channels`, half before and half after.
-                    pub fn new(in_channels: usize, out_channels: usize, stride: usize) -> Self {
-                        let before = (out_channels - in_channels) / 2;
-                        Self { stride, before, after: out_channels - in_channels - before }
-                    }
-
-                    /// Subsample and pad a batch.
-                    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-                        let [n, c, h, w] = x.dims();
-                        let s = self.stride;
-                        let x = x.slice(burn::tensor::s![.., .., 0..h;s, 0..w;s]);
-                        x.pad([(0, 0), (self.before, self.after), (0, 0), (0, 0)], burn::tensor::ops::PadMode::Constant(0.0))
-                    }
-                }
-            });
-        }
-        out
+        self.helpers.iter().map(|h| ops::helper(*h)).collect()
     }
 }
+
+/// The order of the emitted `use` lines: more specific modules before their parents.
+const IMPORT_ORDER: &[&str] =
+    &["burn::module", "burn::nn::conv", "burn::nn::pool", "burn::nn", "burn::tensor::activation", "burn::tensor"];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum IfStrategy {
@@ -1396,29 +1156,6 @@ impl IntoTokens for Literal {
     fn into_token_stream(self) -> TokenStream {
         quote!(#self)
     }
-}
-
-/// For a primitive, what it makes the emitted code use (an import or helper) and the type
-/// of its field; `None` for a block. Primitives without state have no field.
-fn primitive_field(name: &str) -> Option<(&'static str, Option<&'static str>)> {
-    Some(match name {
-        "conv" | "conv1x1" | "conv3x3" => ("conv", Some("Conv2d")),
-        "bn" => ("bn", Some("BatchNorm")),
-        "linear" => ("linear", Some("Linear")),
-        "dropout" => ("dropout", Some("Dropout")),
-        "avg_pool" => ("avg_pool", Some("AvgPool2d")),
-        "max_pool" => ("max_pool", Some("MaxPool2d")),
-        "pad_shortcut" => ("pad_shortcut", Some("PadShortcut")),
-        "prelu" => ("prelu", Some("PRelu")),
-        // Activation arguments are kept per call: they may differ between a block's calls.
-        "hardtanh" => ("", Some("[f64; 2]")),
-        "leaky_relu" | "elu" | "celu" | "softplus" => ("", Some("f64")),
-        _ if names::activation_params(name).is_some() => ("", None),
-        "relu" => ("relu", None),
-        "sigmoid" => ("sigmoid", None),
-        "identity" | "global_avg_pool" => ("", None),
-        _ => return None,
-    })
 }
 
 /// How a field is reached in `forward`: through a local an enclosing `if let` bound, or `self`.
@@ -1468,7 +1205,7 @@ fn direct_field_sites(body: &[Stmt], names: &HashMap<DSpan, String>) -> Vec<Stri
         match op {
             Op::Call(call) => {
                 // Calls with a field: blocks, and primitives whose table entry has a type.
-                if !matches!(primitive_field(&call.name.name), Some((_, None))) {
+                if ops::lookup(&call.name.name).is_none_or(|p| p.field.is_some()) {
                     out.extend(names.get(&call.span).cloned());
                 }
             }
@@ -1787,7 +1524,7 @@ fn paren(v: Typed, min: u8) -> Typed {
 }
 
 /// Convert to `ty` (`i64` → `f64` only; the checker rejected every other mix).
-fn cast(v: Typed, ty: Ty) -> Typed {
+pub(crate) fn cast(v: Typed, ty: Ty) -> Typed {
     if v.ty == ty || !(v.ty == Ty::Int && ty == Ty::Float) {
         return v;
     }
@@ -1800,7 +1537,7 @@ fn cast(v: Typed, ty: Ty) -> Typed {
 }
 
 /// An `i64` expression as a `usize` (the checker proved it non-negative).
-fn to_usize(v: Typed) -> TokenStream {
+pub(crate) fn to_usize(v: Typed) -> TokenStream {
     if v.prec == 9 && v.tokens.to_string().chars().all(|c| c.is_ascii_digit()) {
         return v.tokens;
     }

@@ -103,24 +103,36 @@ impl fmt::Display for Value {
 pub struct Activation {
     /// The primitive (`relu`, `prelu`, `leaky_relu`, ...).
     pub function: &'static str,
-    /// Its arguments in positional order; only the first `names::activation_params` are used.
+    /// Its arguments in positional order; only the first [`Activation::params`] are used.
     pub args: [f64; 2],
 }
 
 impl Activation {
-    /// The activation primitive `name` with its default arguments, if it is one.
+    /// The activation primitive `name` with its default arguments, if it is one: `relu`,
+    /// `sigmoid`, `prelu`, `identity` (no activation) or a row of `ops::activation::TABLE`.
     pub fn named(name: &str) -> Option<Activation> {
-        let function = crate::names::activation_value(name)?;
-        let mut args = [0.0; 2];
-        for (slot, (_, default)) in args.iter_mut().zip(crate::names::activation_params(function).unwrap_or(&[])) {
-            *slot = *default;
+        let prim = crate::ops::lookup(name)?;
+        use crate::ops::Prim;
+        if !matches!(prim.prim, Prim::Relu | Prim::Sigmoid | Prim::PRelu | Prim::Identity | Prim::Act(_)) {
+            return None;
         }
-        Some(Activation { function, args })
+        let mut args = [0.0; 2];
+        for (slot, param) in args.iter_mut().zip(prim.params) {
+            if let crate::ops::Default::Float(d) = param.default {
+                *slot = d;
+            }
+        }
+        Some(Activation { function: prim.name, args })
+    }
+
+    /// The names of the parameters the primitive takes, in positional order.
+    pub fn params(&self) -> impl Iterator<Item = &'static str> {
+        crate::ops::lookup(self.function).into_iter().flat_map(|p| p.params.iter().map(|q| q.name))
     }
 
     /// The arguments the primitive takes.
     pub fn args(&self) -> &[f64] {
-        &self.args[..crate::names::activation_params(self.function).map_or(0, <[_]>::len)]
+        &self.args[..self.params().count()]
     }
 }
 
@@ -216,7 +228,7 @@ pub enum Layer {
     },
     /// An element-wise activation with its resolved arguments (`leaky_relu(0.1)`: `[0.1]`).
     Activation {
-        function: String,
+        function: crate::ops::ActFn,
         args: Vec<f64>,
     },
     /// PReLU: one learned slope per channel (per feature on flat input).
@@ -227,7 +239,7 @@ pub enum Layer {
 
 impl Layer {
     /// The primitive's name in `.net` source.
-    pub fn kind(&self) -> &str {
+    pub fn kind(&self) -> &'static str {
         match self {
             Layer::Conv { .. } => "conv",
             Layer::BatchNorm { .. } => "bn",
@@ -240,7 +252,7 @@ impl Layer {
             Layer::GlobalAvgPool => "global_avg_pool",
             Layer::Linear { .. } => "linear",
             Layer::PadShortcut { .. } => "pad_shortcut",
-            Layer::Activation { function, .. } => function,
+            Layer::Activation { function, .. } => function.name(),
             Layer::PRelu { .. } => "prelu",
         }
     }

@@ -83,6 +83,7 @@ pub mod diag;
 pub mod emit;
 pub mod ir;
 pub mod names;
+pub mod ops;
 pub mod syntax;
 
 pub use build::{Build, BuildError, Generated};

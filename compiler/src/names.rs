@@ -5,92 +5,11 @@ use crate::diag::Span;
 use crate::syntax::ast::{Definition, Op, Stmt};
 use std::collections::HashMap;
 
-/// Every primitive layer the language knows.
-pub const PRIMITIVES: &[&str] = &[
-    "conv",
-    "conv1x1",
-    "conv3x3",
-    "bn",
-    "relu",
-    "sigmoid",
-    "identity",
-    "dropout",
-    "avg_pool",
-    "max_pool",
-    "global_avg_pool",
-    "linear",
-    "pad_shortcut",
-    "leaky_relu",
-    "prelu",
-    "elu",
-    "selu",
-    "celu",
-    "gelu",
-    "gelu_tanh",
-    "silu",
-    "swish",
-    "mish",
-    "hardswish",
-    "hardsigmoid",
-    "hardtanh",
-    "softsign",
-    "softplus",
-    "tanh",
-];
-
-/// Element-wise activations (besides `relu`, `sigmoid` and the learned `prelu`): their
-/// parameters, each with its default, in positional order.
-pub fn activation_params(name: &str) -> Option<&'static [(&'static str, f64)]> {
-    Some(match name {
-        "leaky_relu" => &[("slope", 0.01)],
-        "elu" | "celu" => &[("alpha", 1.0)],
-        "hardtanh" => &[("min", -1.0), ("max", 1.0)],
-        "softplus" => &[("beta", 1.0)],
-        "selu" | "gelu" | "gelu_tanh" | "silu" | "swish" | "mish" | "hardswish" | "hardsigmoid" | "softsign"
-        | "tanh" => &[],
-        _ => return None,
-    })
-}
-
-/// The primitive an activation value names (`relu`, `prelu`, `mish`, ...), as a static name:
-/// the element-wise activations, the learned `prelu`, and `identity` (no activation).
-pub fn activation_value(name: &str) -> Option<&'static str> {
-    let is_act = matches!(name, "relu" | "sigmoid" | "prelu" | "identity") || activation_params(name).is_some();
-    if is_act { PRIMITIVES.iter().copied().find(|p| *p == name) } else { None }
-}
-
 /// Functions usable in expressions.
 pub const FUNCTIONS: &[&str] = &["floor", "ceil", "round", "int", "float", "min", "max", "abs"];
 
 /// Variables a block body sees besides its parameters: its input shape.
 pub const BUILTIN_VARS: &[&str] = &["in_channels", "in_height", "in_width"];
-
-/// A primitive's parameters in positional order, each with whether it has a default.
-pub fn primitive_params(name: &str) -> &'static [(&'static str, bool)] {
-    match name {
-        "conv" => &[
-            ("out", false),
-            ("kernel", false),
-            ("stride", true),
-            ("padding", true),
-            ("groups", true),
-            ("bias", true),
-            ("bias_init", true),
-        ],
-        "conv1x1" | "conv3x3" => {
-            &[("out", false), ("stride", true), ("groups", true), ("bias", true), ("bias_init", true)]
-        }
-        "dropout" => &[("p", false)],
-        "avg_pool" | "max_pool" => &[("kernel", false), ("stride", true), ("padding", true)],
-        "linear" => &[("out", false), ("bias", true), ("bias_init", true)],
-        "pad_shortcut" => &[("out", false), ("stride", true)],
-        "leaky_relu" => &[("slope", true)],
-        "elu" | "celu" => &[("alpha", true)],
-        "hardtanh" => &[("min", true), ("max", true)],
-        "softplus" => &[("beta", true)],
-        _ => &[],
-    }
-}
 
 /// The number of arguments an expression function takes, `None` for an unknown function.
 pub fn function_arity(name: &str) -> Option<usize> {
@@ -103,18 +22,13 @@ pub fn function_arity(name: &str) -> Option<usize> {
 
 /// Whether `name` is a primitive layer.
 pub fn is_primitive(name: &str) -> bool {
-    PRIMITIVES.contains(&name)
+    crate::ops::lookup(name).is_some()
 }
 
-/// The field-name stem of a call: the layer kind for primitives, the block's name otherwise.
+/// The field-name stem of a call: the primitive's (`conv` for every convolution), the block's
+/// name otherwise.
 fn stem(name: &str) -> &str {
-    match name {
-        "conv" | "conv1x1" | "conv3x3" => "conv",
-        "avg_pool" | "max_pool" => "pool",
-        "pad_shortcut" => "shortcut",
-        "global_avg_pool" => "global_pool",
-        other => other,
-    }
+    crate::ops::lookup(name).map_or(name, |p| p.stem)
 }
 
 /// Names one site: its stem, its span, the table to write into.

@@ -16,6 +16,7 @@ use burn::nn::{
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::{Device, Tensor};
 use resnetc_compiler::ir::{Layer, MergeExpr, Network, Node, NodeKind};
+use resnetc_compiler::ops::ActFn;
 use resnetc_compiler::syntax::ast::Combinator;
 
 /// A module a block holds under a field name.
@@ -46,7 +47,7 @@ enum Op {
         after: usize,
     },
     Activation {
-        function: String,
+        function: ActFn,
         args: Vec<f64>,
     },
     Combine {
@@ -412,9 +413,7 @@ impl DynBlock {
                         &node.name,
                         Field::PRelu(PReluConfig::new().with_num_parameters(channels as usize).init(device)),
                     ),
-                    Layer::Activation { ref function, ref args } => {
-                        Op::Activation { function: function.clone(), args: args.clone() }
-                    }
+                    Layer::Activation { function, ref args } => Op::Activation { function, args: args.clone() },
                 },
                 NodeKind::Block { body, .. } => {
                     let child = DynBlock::build(body, device);
@@ -489,8 +488,8 @@ impl DynBlock {
                     Act::Flat(t) => Act::Flat(sigmoid(t)),
                 },
                 Op::Activation { function, args } => match x {
-                    Act::Maps(t) => Act::Maps(activation(function, args, t)),
-                    Act::Flat(t) => Act::Flat(activation(function, args, t)),
+                    Act::Maps(t) => Act::Maps(activation(*function, args, t)),
+                    Act::Flat(t) => Act::Flat(activation(*function, args, t)),
                 },
                 Op::GlobalAvgPool => Act::Maps(burn::tensor::module::adaptive_avg_pool2d(x.maps(), [1, 1])),
                 Op::PadShortcut { stride, before, after } => {
@@ -533,11 +532,7 @@ enum BnTail<'a> {
 
 impl Op {
     fn is_relu(&self) -> bool {
-        match self {
-            Op::Relu => true,
-            Op::Activation { function, .. } => function == "relu",
-            _ => false,
-        }
+        matches!(self, Op::Relu)
     }
 }
 
@@ -604,29 +599,27 @@ impl DynBlock {
     }
 }
 
-/// Apply an element-wise activation by its `.net` name, with its resolved arguments, exactly
-/// as the emitted code does.
-pub fn activation<const D: usize>(function: &str, args: &[f64], x: Tensor<D>) -> Tensor<D> {
+/// An element-wise activation of the compiler's table (`ops::activation::TABLE`) with its
+/// arguments, as the emitted code applies it: one arm per row.
+pub fn activation<const D: usize>(function: ActFn, args: &[f64], x: Tensor<D>) -> Tensor<D> {
     use burn::tensor::activation as a;
     let arg = |i: usize| args.get(i).copied().unwrap_or(0.0);
     match function {
-        "relu" => a::relu(x),
-        "sigmoid" => a::sigmoid(x),
-        "leaky_relu" => a::leaky_relu(x, arg(0)),
-        "elu" => a::elu(x, arg(0)),
-        "celu" => a::celu(x, arg(0)),
-        "softplus" => a::softplus(x, arg(0)),
-        "hardtanh" => a::hardtanh(x, arg(0), arg(1)),
-        "selu" => a::selu(x),
-        "gelu" => resnetc_kernels::gelu(x),
-        "gelu_tanh" => a::gelu_approximate(x),
-        "silu" | "swish" => a::silu(x),
-        "mish" => a::mish(x),
-        "hardswish" => a::hard_swish(x),
-        "hardsigmoid" => a::hard_sigmoid(x, 1.0 / 6.0, 0.5),
-        "softsign" => a::softsign(x),
-        "tanh" => a::tanh(x),
-        other => unreachable!("the checker only lets known activations through, not `{other}`"),
+        ActFn::LeakyRelu => a::leaky_relu(x, arg(0)),
+        ActFn::Elu => a::elu(x, arg(0)),
+        ActFn::Celu => a::celu(x, arg(0)),
+        ActFn::Softplus => a::softplus(x, arg(0)),
+        ActFn::Hardtanh => a::hardtanh(x, arg(0), arg(1)),
+        ActFn::Selu => a::selu(x),
+        ActFn::Gelu => resnetc_kernels::gelu(x),
+        ActFn::GeluTanh => a::gelu_approximate(x),
+        ActFn::Silu | ActFn::Swish => a::silu(x),
+        ActFn::Mish => a::mish(x),
+        ActFn::Hardswish => a::hard_swish(x),
+        // PyTorch's hardsigmoid: relu6(x + 3) / 6.
+        ActFn::Hardsigmoid => a::hard_sigmoid(x, 1.0 / 6.0, 0.5),
+        ActFn::Softsign => a::softsign(x),
+        ActFn::Tanh => a::tanh(x),
     }
 }
 

@@ -259,10 +259,9 @@ fn every_ablation_matches_flex() {
 #[test]
 fn every_activation_matches_flex() {
     // Every activation the language has (the compiler's table), identity aside.
-    let activations: Vec<&str> = resnetc_compiler::names::PRIMITIVES
-        .iter()
-        .copied()
-        .filter(|p| *p != "identity" && resnetc_compiler::names::activation_value(p).is_some())
+    let activations: Vec<&str> = resnetc_compiler::ops::all()
+        .map(|p| p.name)
+        .filter(|p| *p != "identity" && resnetc_compiler::ir::Activation::named(p).is_some())
         .collect();
     assert!(activations.len() >= 18, "{activations:?}");
     for act in activations {

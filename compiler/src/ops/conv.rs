@@ -1,0 +1,173 @@
+//! Convolutions: `conv(out, kernel, stride = 1, padding = (kernel - 1) / 2, groups = 1,
+//! bias = false, bias_init)`, and `conv1x1`/`conv3x3` with the kernel fixed.
+//!
+//! Bias-free by default (a batch norm follows), He-normal (fan-out) weights as in He et al.
+//! 2015. The forward pass goes through `resnetc_kernels::conv2d_module` (im2col + GEMM on the
+//! CPU, Burn's `Conv2d` elsewhere).
+
+use super::{Args, Default, EmitArgs, Helper, Input, Kernel, Prim, Primitive, Use, p};
+use crate::check::Checker;
+use crate::diag::{Diagnostic, codes};
+use crate::emit::Emitter;
+use crate::ir::{Layer, Shape};
+use proc_macro2::{Ident, TokenStream};
+use quote::quote;
+
+const USES: &[Use] = &[
+    Use::Import("burn::nn::conv", "Conv2d"),
+    Use::Import("burn::nn::conv", "Conv2dConfig"),
+    Use::Import("burn::nn", "Initializer"),
+    Use::Import("burn::nn", "PaddingConfig2d"),
+    Use::Helper(Helper::Conv),
+];
+
+/// The padding when none is given: "same" for odd kernels (the fixed forms take no other).
+const PADDING: Default = Default::HalfKernel;
+
+const TAIL: [super::Param; 3] =
+    [p("groups", Default::Int(1)), p("bias", Default::Bool(false)), p("bias_init", Default::Unset)];
+
+pub(super) const PRIMITIVES: &[Primitive] = &[
+    Primitive {
+        prim: Prim::Conv,
+        name: "conv",
+        params: &[
+            p("out", Default::Required),
+            p("kernel", Default::Required),
+            p("stride", Default::Int(1)),
+            p("padding", PADDING),
+            TAIL[0],
+            TAIL[1],
+            TAIL[2],
+        ],
+        stem: "conv",
+        flat: false,
+        field: Some("Conv2d"),
+        uses: USES,
+    },
+    Primitive {
+        prim: Prim::Conv1x1,
+        name: "conv1x1",
+        params: &[p("out", Default::Required), p("stride", Default::Int(1)), TAIL[0], TAIL[1], TAIL[2]],
+        stem: "conv",
+        flat: false,
+        field: Some("Conv2d"),
+        uses: USES,
+    },
+    Primitive {
+        prim: Prim::Conv3x3,
+        name: "conv3x3",
+        params: &[p("out", Default::Required), p("stride", Default::Int(1)), TAIL[0], TAIL[1], TAIL[2]],
+        stem: "conv",
+        flat: false,
+        field: Some("Conv2d"),
+        uses: USES,
+    },
+];
+
+/// The kernel a form fixes.
+fn fixed_kernel(prim: Prim) -> Option<u64> {
+    match prim {
+        Prim::Conv1x1 => Some(1),
+        Prim::Conv3x3 => Some(3),
+        _ => None,
+    }
+}
+
+pub(super) fn check(cx: &mut Checker, a: &Args, input: Input) -> Option<(Layer, Shape)> {
+    let out = a.int(cx, "out", "output channels", 1, None)?;
+    let kernel = match fixed_kernel(a.prim.prim) {
+        Some(k) => k,
+        None => a.int(cx, "kernel", "kernel size", 1, None)?,
+    };
+    let stride = a.int(cx, "stride", "stride", 1, None)?;
+    let padding = match fixed_kernel(a.prim.prim) {
+        Some(k) => PADDING.int(Some(k))?,
+        None => a.int(cx, "padding", "padding", 0, Some(kernel))?,
+    };
+    let groups = a.int(cx, "groups", "groups", 1, None)?;
+    let bias = a.boolean(cx, "bias")?;
+    let bias_init = super::bias_init(cx, a, bias)?;
+    let [c, h, w] = input.chw?;
+    for (what, n) in [("input", c), ("output", out)] {
+        if n % groups != 0 {
+            cx.error(
+                Diagnostic::error(
+                    codes::GROUPS,
+                    a.span("groups"),
+                    format!("{what} channels ({n}) are not divisible by groups ({groups})"),
+                )
+                .label(format!("groups = {groups}"))
+                .help("grouped convolution splits channels evenly: choose groups dividing both channel counts"),
+            );
+            return None;
+        }
+    }
+    let (oh, ow) = cx.spatial(a.call, h, w, kernel, stride, padding, "convolution")?;
+    Some((
+        Layer::Conv { in_channels: c, out_channels: out, kernel, stride, padding, groups, bias, bias_init },
+        Shape::chw(out, oh, ow),
+    ))
+}
+
+pub(super) fn counts(layer: &Layer, out: &Shape) -> Option<(u64, u64)> {
+    let Layer::Conv { in_channels, out_channels, kernel, groups, bias, .. } = *layer else { return None };
+    let per_out = (in_channels / groups).checked_mul(kernel)?.checked_mul(kernel)?;
+    let weights = out_channels.checked_mul(per_out)?;
+    let params = weights.checked_add(if bias { out_channels } else { 0 })?;
+    let [_, oh, ow] = out.as_chw()?;
+    let macs = weights.checked_mul(oh)?.checked_mul(ow)?;
+    Some((params, macs))
+}
+
+pub(super) fn ctor(em: &mut Emitter, a: &mut EmitArgs, field: &Ident) -> Result<Vec<TokenStream>, Vec<Diagnostic>> {
+    em.uses(&[Use::Helper(Helper::Conv), Use::Helper(Helper::Window)]);
+    let outc = a.usize("out", Kernel::None)?;
+    let fixed = fixed_kernel(a.prim.prim);
+    let kernel = match fixed {
+        Some(k) => {
+            let k = proc_macro2::Literal::u64_unsuffixed(k);
+            quote!(#k)
+        }
+        None => a.usize("kernel", Kernel::None)?,
+    };
+    let stride = a.usize("stride", Kernel::None)?;
+    let padding = match fixed {
+        Some(k) => {
+            let p = proc_macro2::Literal::u64_unsuffixed(PADDING.int(Some(k)).unwrap_or(0));
+            quote!(#p)
+        }
+        None => a.usize("padding", Kernel::Expr(&kernel))?,
+    };
+    let groups = a.usize("groups", Kernel::None)?;
+    let bias = a.boolean("bias")?;
+    let mut out = vec![quote! {
+        let #field = conv([shape[0], #outc], #kernel, #stride, #padding, #groups, #bias, device);
+        shape = window(shape, #outc, #kernel, #stride, #padding);
+    }];
+    if let Some(init) = a.take("bias_init") {
+        out.push(super::fill_bias(em, field, init));
+    }
+    Ok(out)
+}
+
+pub(super) fn forward(access: TokenStream) -> TokenStream {
+    // Through resnetc-kernels: im2col + GEMM on the CPU (sums in blocks, the weight gradient by
+    // GEMM), `Conv2d::forward` elsewhere.
+    quote! { let x = resnetc_kernels::conv2d_module(&#access, x); }
+}
+
+pub(super) fn helper() -> TokenStream {
+    quote! {
+        /// A bias-free-by-default convolution with He-normal (fan-out) weights, as in He et al. 2015.
+        fn conv(channels: [usize; 2], kernel: usize, stride: usize, padding: usize, groups: usize, bias: bool, device: &Device) -> Conv2d {
+            Conv2dConfig::new(channels, [kernel, kernel])
+                .with_stride([stride, stride])
+                .with_padding(PaddingConfig2d::Explicit(padding, padding, padding, padding))
+                .with_groups(groups)
+                .with_bias(bias)
+                .with_initializer(Initializer::KaimingNormal { gain: std::f64::consts::SQRT_2, fan_out_only: true })
+                .init(device)
+        }
+    }
+}
