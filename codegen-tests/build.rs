@@ -8,7 +8,9 @@ fn main() {
     let out_dir = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
     let mut index = String::new();
     let mut cases = Vec::new();
-    for (folder, prefix) in [("specs", ""), ("specs/ablations", "ablation_"), ("tests/cases", "case_")] {
+    for (folder, prefix) in
+        [("specs", ""), ("specs/ablations", "ablation_"), ("specs/imagenet", "imagenet_"), ("tests/cases", "case_")]
+    {
         let dir = root.join(folder);
         println!("cargo:rerun-if-changed={}", dir.display());
         let mut paths: Vec<_> = std::fs::read_dir(&dir)

@@ -41,3 +41,24 @@ fn headline_counts() {
     assert_eq!(p("specs/wrn-28-10.net"), 36_479_194);
     assert_eq!(p("specs/densenet-bc-100-12.net"), 769_162);
 }
+
+/// The ImageNet specs (specs/imagenet) count like timm 1.0's models at 1000 classes (recorded
+/// by benches/reference/timm_counts.py in benches/reference/imagenet_counts.tsv).
+#[test]
+fn imagenet_counts_match_timm() {
+    let table = std::fs::read_to_string(common::root().join("benches/reference/imagenet_counts.tsv")).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for line in table.lines().skip(1) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let [spec, timm, params, macs] = cols[..] else { panic!("bad row {line}") };
+        let network = common::check(&format!("specs/imagenet/{spec}.net"), &[]);
+        assert_eq!(network.trainable_params, params.parse::<u64>().unwrap(), "{spec} ({timm}): parameters");
+        assert_eq!(network.macs, macs.parse::<u64>().unwrap(), "{spec} ({timm}): MACs");
+        seen.insert(spec.to_string());
+    }
+    for file in common::net_files("specs/imagenet") {
+        let spec = file.trim_start_matches("specs/imagenet/").trim_end_matches(".net");
+        assert!(seen.contains(spec), "{spec} is missing from benches/reference/imagenet_counts.tsv");
+    }
+    assert!(seen.len() >= 3);
+}

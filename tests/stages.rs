@@ -26,7 +26,7 @@ macro_rules! stage_tests {
         #[test]
         fn every_spec_file_has_a_stage_test() {
             let listed = [$($path),*];
-            for folder in ["specs", "specs/ablations", "tests/cases"] {
+            for folder in ["specs", "specs/ablations", "specs/imagenet", "tests/cases"] {
                 for file in net_files(folder) {
                     assert!(listed.contains(&file.as_str()), "{file} has no stage test: add it to tests/stages.rs");
                 }
@@ -76,6 +76,13 @@ stage_tests! {
     case_language_tour => "tests/cases/language-tour.net",
     case_mission_line => "tests/cases/mission-line.net",
     case_untaken_branch => "tests/cases/untaken-branch.net",
+    case_norms => "tests/cases/norms.net",
+    imagenet_convnext_atto => "specs/imagenet/convnext-atto.net",
+    imagenet_resnet_50 => "specs/imagenet/resnet-50.net",
+    imagenet_resnet_50_gn => "specs/imagenet/resnet-50-gn.net",
+    imagenet_resnet_50_d => "specs/imagenet/resnet-50-d.net",
+    imagenet_se_resnext_50 => "specs/imagenet/se-resnext-50.net",
+    imagenet_eca_resnet_50_d => "specs/imagenet/eca-resnet-50-d.net",
 }
 
 /// Emission is deterministic byte for byte, and repeated blocks do not multiply code.
@@ -97,7 +104,7 @@ fn emission_is_deterministic_and_compact() {
 /// The canonical AST text parses back to the same AST.
 #[test]
 fn ast_text_round_trips() {
-    for folder in ["specs", "specs/ablations", "tests/cases"] {
+    for folder in ["specs", "specs/ablations", "specs/imagenet", "tests/cases"] {
         for file in net_files(folder) {
             let (c, id) = load(&file);
             let printed = c.parse(id).unwrap().to_string();

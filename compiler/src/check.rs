@@ -1595,6 +1595,18 @@ impl Checker {
             "round" => to_int(self, nums[0].0.round()),
             "int" => to_int(self, nums[0].0.trunc()),
             "float" => Some(Value::Float(nums[0].0)),
+            "log2" if nums[0].0 > 0.0 => Some(Value::Float(nums[0].0.log2())),
+            "log2" => {
+                self.error(
+                    Diagnostic::error(
+                        codes::VALUE_RANGE,
+                        args[0].span,
+                        format!("log2 of {}, which is not positive", values[0]),
+                    )
+                    .label(format!("evaluates to {}", values[0])),
+                );
+                None
+            }
             "abs" => match values[0] {
                 Value::Int(i) => i.checked_abs().map(Value::Int),
                 _ => Some(Value::Float(nums[0].0.abs())),

@@ -1072,6 +1072,10 @@ impl<'a> Emitter<'a> {
                     "round" => one(it.next().expect("arity checked"), "round", true),
                     "int" => one(it.next().expect("arity checked"), "trunc", true),
                     "float" => cast(it.next().expect("arity checked"), Ty::Float),
+                    "log2" => {
+                        let t = paren(cast(it.next().expect("arity checked"), Ty::Float), 9).tokens;
+                        Typed { tokens: quote!(#t.log2()), ty: Ty::Float, prec: 9 }
+                    }
                     "abs" => {
                         let v = paren(it.next().expect("arity checked"), 9);
                         let (t, ty) = (v.tokens, v.ty);
@@ -1101,9 +1105,8 @@ impl<'a> Emitter<'a> {
         })
     }
 
-    /// The `use` lines the emitted items need, and no more.
-    /// The `use` items, one per module in a fixed order, items sorted as people sort them
-    /// (ignoring case).
+    /// The `use` lines the emitted items need, and no more: one per module in a fixed order,
+    /// items sorted as people sort them (ignoring case).
     fn imports(&self) -> TokenStream {
         let mut imports = self.imports.clone();
         for always in [("burn::module", "Module"), ("burn::tensor", "Device"), ("burn::tensor", "Tensor")] {

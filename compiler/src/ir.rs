@@ -187,6 +187,9 @@ pub enum Layer {
         stride: u64,
         padding: u64,
         groups: u64,
+        /// Spacing of the kernel's taps (1: a plain convolution).
+        #[serde(skip_serializing_if = "is_one")]
+        dilation: u64,
         bias: bool,
         /// The bias's initial value (`bias_init = -6.0`), when not the default initialiser's.
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -194,6 +197,23 @@ pub enum Layer {
     },
     BatchNorm {
         features: u64,
+    },
+    /// Group norm (Wu & He 2018): statistics over each of `groups` channel groups per image.
+    GroupNorm {
+        groups: u64,
+        channels: u64,
+        eps: f64,
+    },
+    /// Layer norm over the channels at each position (ConvNeXt's `LayerNorm2d`), or over the
+    /// features of a flat input.
+    LayerNorm {
+        channels: u64,
+        eps: f64,
+    },
+    /// A learned per-channel scale (layer scale, Touvron et al. 2021), starting at `init`.
+    Scale {
+        channels: u64,
+        init: f64,
     },
     Relu,
     Sigmoid,
@@ -231,6 +251,11 @@ pub enum Layer {
         function: crate::ops::ActFn,
         args: Vec<f64>,
     },
+    /// A 1-D convolution of `kernel` taps across the channels of a `C×1×1` input (ECA's gate).
+    ChannelConv {
+        channels: u64,
+        kernel: u64,
+    },
     /// PReLU: one learned slope per channel (per feature on flat input).
     PRelu {
         channels: u64,
@@ -243,6 +268,9 @@ impl Layer {
         match self {
             Layer::Conv { .. } => "conv",
             Layer::BatchNorm { .. } => "bn",
+            Layer::GroupNorm { .. } => "group_norm",
+            Layer::LayerNorm { .. } => "layer_norm",
+            Layer::Scale { .. } => "scale",
             Layer::Relu => "relu",
             Layer::Sigmoid => "sigmoid",
             Layer::Identity => "identity",
@@ -254,8 +282,13 @@ impl Layer {
             Layer::PadShortcut { .. } => "pad_shortcut",
             Layer::Activation { function, .. } => function.name(),
             Layer::PRelu { .. } => "prelu",
+            Layer::ChannelConv { .. } => "channel_conv",
         }
     }
+}
+
+fn is_one(n: &u64) -> bool {
+    *n == 1
 }
 
 /// What a node is.

@@ -6,7 +6,7 @@ use crate::syntax::ast::{Definition, Op, Stmt};
 use std::collections::HashMap;
 
 /// Functions usable in expressions.
-pub const FUNCTIONS: &[&str] = &["floor", "ceil", "round", "int", "float", "min", "max", "abs"];
+pub const FUNCTIONS: &[&str] = &["floor", "ceil", "round", "int", "float", "min", "max", "abs", "log2"];
 
 /// Variables a block body sees besides its parameters: its input shape.
 pub const BUILTIN_VARS: &[&str] = &["in_channels", "in_height", "in_width"];
@@ -15,7 +15,7 @@ pub const BUILTIN_VARS: &[&str] = &["in_channels", "in_height", "in_width"];
 pub fn function_arity(name: &str) -> Option<usize> {
     match name {
         "min" | "max" => Some(2),
-        "floor" | "ceil" | "round" | "int" | "float" | "abs" => Some(1),
+        "floor" | "ceil" | "round" | "int" | "float" | "abs" | "log2" => Some(1),
         _ => None,
     }
 }

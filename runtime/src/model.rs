@@ -7,11 +7,11 @@
 
 use crate::precision::Precision;
 use burn::module::{Devices, Module, ModuleMapper, ModuleVisitor, Param};
-use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::conv::{Conv1d, Conv1dConfig, Conv2d, Conv2dConfig};
 use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{
-    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig, PRelu, PReluConfig,
-    PaddingConfig2d,
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, GroupNorm, GroupNormConfig, Initializer, LayerNorm,
+    LayerNormConfig, Linear, LinearConfig, PRelu, PReluConfig, PaddingConfig1d, PaddingConfig2d,
 };
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::{Device, Tensor};
@@ -24,6 +24,12 @@ use resnetc_compiler::syntax::ast::Combinator;
 enum Field {
     Conv(Conv2d),
     Bn(BatchNorm),
+    GroupNorm(GroupNorm),
+    LayerNorm(LayerNorm),
+    /// A learned per-channel scale.
+    Scale(Param<Tensor<1>>),
+    /// A 1-D convolution across channels.
+    ChannelConv(Conv1d),
     Linear(Linear),
     Dropout(Dropout),
     AvgPool(AvgPool2d),
@@ -224,13 +230,15 @@ pub fn tensor_paths<M: Module>(module: &M) -> Vec<(String, Vec<usize>)> {
 
 /// A convolution layer, He-normal (fan-out) initialised as the emitted code does.
 fn conv(layer: &Layer, device: &Device) -> Conv2d {
-    let Layer::Conv { in_channels, out_channels, kernel, stride, padding, groups, bias, bias_init } = *layer else {
+    let Layer::Conv { in_channels, out_channels, kernel, stride, padding, groups, dilation, bias, bias_init } = *layer
+    else {
         unreachable!("conv() is called for convolution layers only")
     };
     let (k, s, p) = (kernel as usize, stride as usize, padding as usize);
     let mut conv = Conv2dConfig::new([in_channels as usize, out_channels as usize], [k, k])
         .with_stride([s, s])
         .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+        .with_dilation([dilation as usize, dilation as usize])
         .with_groups(groups as usize)
         .with_bias(bias)
         .with_initializer(Initializer::KaimingNormal { gain: std::f64::consts::SQRT_2, fan_out_only: true })
@@ -377,6 +385,28 @@ impl DynBlock {
                     Layer::BatchNorm { features } => {
                         self.field(&node.name, Field::Bn(BatchNormConfig::new(features as usize).init(device)))
                     }
+                    Layer::GroupNorm { groups, channels, eps } => self.field(
+                        &node.name,
+                        Field::GroupNorm(
+                            GroupNormConfig::new(groups as usize, channels as usize).with_epsilon(eps).init(device),
+                        ),
+                    ),
+                    Layer::LayerNorm { channels, eps } => self.field(
+                        &node.name,
+                        Field::LayerNorm(LayerNormConfig::new(channels as usize).with_epsilon(eps).init(device)),
+                    ),
+                    Layer::Scale { channels, init } => self.field(
+                        &node.name,
+                        Field::Scale(Param::from_tensor(Tensor::full([channels as usize], init, device))),
+                    ),
+                    Layer::ChannelConv { kernel, .. } => {
+                        let (k, p) = (kernel as usize, (kernel as usize - 1) / 2);
+                        let conv = Conv1dConfig::new(1, 1, k)
+                            .with_padding(PaddingConfig1d::Explicit(p, p))
+                            .with_bias(false)
+                            .init(device);
+                        self.field(&node.name, Field::ChannelConv(conv))
+                    }
                     Layer::Linear { in_features, out_features, bias, bias_init } => {
                         let mut l =
                             LinearConfig::new(in_features as usize, out_features as usize).with_bias(bias).init(device);
@@ -465,6 +495,25 @@ impl DynBlock {
                 Op::Field(i) => match &self.fields[*i].1 {
                     Field::Conv(m) => Act::Maps(crate::precision::conv2d(m, x.maps())),
                     Field::Bn(m) => Act::Maps(crate::norm::batch_norm(m, x.maps())),
+                    Field::GroupNorm(m) => Act::Maps(m.forward(x.maps())),
+                    // The channels as the sequence of one 1-channel signal, and back.
+                    Field::ChannelConv(m) => {
+                        let t = x.maps();
+                        let [n, c, _, _] = t.dims();
+                        Act::Maps(m.forward(t.reshape([n, 1, c])).reshape([n, c, 1, 1]))
+                    }
+                    // Over the channels at each position: Burn's normalises the last dimension.
+                    Field::LayerNorm(m) => match x {
+                        Act::Maps(t) => Act::Maps(m.forward(t.permute([0, 2, 3, 1])).permute([0, 3, 1, 2])),
+                        Act::Flat(t) => Act::Flat(m.forward(t)),
+                    },
+                    Field::Scale(s) => {
+                        let c = s.dims()[0];
+                        match x {
+                            Act::Maps(t) => Act::Maps(t * s.val().reshape([1, c, 1, 1])),
+                            Act::Flat(t) => Act::Flat(t * s.val().reshape([1, c])),
+                        }
+                    }
                     Field::Linear(m) => Act::Flat(crate::precision::linear(m, x.flat())),
                     Field::Dropout(m) => match x {
                         Act::Maps(t) => Act::Maps(m.forward(t)),
@@ -651,6 +700,10 @@ macro_rules! each_field {
         match $field {
             Field::Conv($m) => Field::Conv($body),
             Field::Bn($m) => Field::Bn($body),
+            Field::GroupNorm($m) => Field::GroupNorm($body),
+            Field::LayerNorm($m) => Field::LayerNorm($body),
+            Field::Scale($m) => Field::Scale($body),
+            Field::ChannelConv($m) => Field::ChannelConv($body),
             Field::Linear($m) => Field::Linear($body),
             Field::Dropout($m) => Field::Dropout($body),
             Field::AvgPool($m) => Field::AvgPool($body),
@@ -667,6 +720,10 @@ macro_rules! visit_field {
         match $field {
             Field::Conv($m) => $body,
             Field::Bn($m) => $body,
+            Field::GroupNorm($m) => $body,
+            Field::LayerNorm($m) => $body,
+            Field::Scale($m) => $body,
+            Field::ChannelConv($m) => $body,
             Field::Linear($m) => $body,
             Field::Dropout($m) => $body,
             Field::AvgPool($m) => $body,
@@ -680,28 +737,28 @@ macro_rules! visit_field {
 
 impl Module for Field {
     fn collect_devices(&self, devices: Devices) -> Devices {
-        visit_field!(self, m => m.collect_devices(devices))
+        visit_field!(self, m => Module::collect_devices(m, devices))
     }
     fn fork(self, device: &Device) -> Self {
-        each_field!(self, m => m.fork(device))
+        each_field!(self, m => Module::fork(m, device))
     }
     fn to_device(self, device: &Device) -> Self {
-        each_field!(self, m => m.to_device(device))
+        each_field!(self, m => Module::to_device(m, device))
     }
     fn train(self) -> Self {
-        each_field!(self, m => m.train())
+        each_field!(self, m => Module::train(m))
     }
     fn valid(&self) -> Self {
-        each_field!(self, m => m.valid())
+        each_field!(self, m => Module::valid(m))
     }
     fn materialize(self) -> Self {
-        each_field!(self, m => m.materialize())
+        each_field!(self, m => Module::materialize(m))
     }
     fn visit<V: ModuleVisitor>(&self, visitor: &mut V) {
-        visit_field!(self, m => m.visit(visitor))
+        visit_field!(self, m => Module::visit(m, visitor))
     }
     fn map<M: ModuleMapper>(self, mapper: &mut M) -> Self {
-        each_field!(self, m => m.map(mapper))
+        each_field!(self, m => Module::map(m, mapper))
     }
 }
 

@@ -188,6 +188,7 @@ fn check<M: Net>(name: &str, form: &str) -> [f64; 5] {
             let got = match target.shape.len() {
                 1 => grads.get::<1>(ids[&target.path]).map(values),
                 2 => grads.get::<2>(ids[&target.path]).map(values),
+                3 => grads.get::<3>(ids[&target.path]).map(values),
                 4 => grads.get::<4>(ids[&target.path]).map(values),
                 r => panic!("{}: rank {r}", target.path),
             }
@@ -327,3 +328,29 @@ cases!(
     se_resnet_20: "se-resnet-20" => oracle_se_resnet_20::SeResnet20,
     exclusive_gating: "exclusive-gating" => oracle_exclusive_gating::ExclusiveGating,
 );
+
+// Group norm, layer norm, layer scale, dilation (tests/cases/norms.net): the oracle as above;
+// burn-onnx 0.22 cannot export group norm's reduction yet, so its export is an error, not a graph.
+impl Net for resnetc_codegen_tests::oracle_norms::Norms {
+    fn run(&self, x: Tensor<4>) -> Tensor<2> {
+        self.forward(x)
+    }
+    fn build(_: &resnetc_compiler::Network, device: &Device) -> Self {
+        Self::new(device)
+    }
+}
+
+#[test]
+fn norms() {
+    case::<resnetc_codegen_tests::oracle_norms::Norms>("norms");
+}
+
+#[test]
+fn norms_export_is_refused_with_the_operation_named() {
+    use resnetc_runtime::export::{self, Batch};
+    let fixture = Fixture::load("norms");
+    let network = fixture.network();
+    let (model, _, _) = load::<DynNet>(&fixture, &network, &Device::flex());
+    let err = export::onnx(&model, [3, 32, 32], Batch::Fixed(8)).unwrap_err().to_string();
+    assert!(err.contains("MeanDim"), "{err}");
+}

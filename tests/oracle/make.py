@@ -48,7 +48,95 @@ REFERENCES = {
     "densenet-bc-100-12": (lambda: m.DenseNet(10, 12, 10, bottleneck=True, compression=0.5), 1e-4),
     "se-resnet-20": (lambda: m.CifarResNet(8, 10, block="se"), 1e-4),
     "exclusive-gating": (lambda: m.AblationResNet("exclusive_gate", 10, depth=8), 1e-4),
+    "norms": (lambda: Norms(10), 1e-4),
 }
+
+
+class LayerNorm2d(torch.nn.LayerNorm):
+    """Layer norm over the channels of each position (timm's `LayerNorm2d`, ConvNeXt's)."""
+
+    def forward(self, x):
+        x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class LayerScale(torch.nn.Module):
+    """A learned per-channel scale (CaiT's and ConvNeXt's layer scale)."""
+
+    def __init__(self, dim, init):
+        super().__init__()
+        self.gamma = torch.nn.Parameter(torch.full((dim,), init))
+
+    def forward(self, x):
+        return x * self.gamma.view(1, -1, 1, 1)
+
+
+class GnBasic(torch.nn.Module):
+    """`gn_basic` of tests/cases/norms.net: a basic block with group norms, the second
+    convolution dilated."""
+
+    def __init__(self, cin, planes, stride=1, groups=4):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(cin, planes, 3, stride, 1, bias=False)
+        self.gn1 = torch.nn.GroupNorm(groups, planes)
+        self.conv2 = torch.nn.Conv2d(planes, planes, 3, 1, padding=2, dilation=2, bias=False)
+        self.gn2 = torch.nn.GroupNorm(groups, planes, eps=1e-3)
+        self.shortcut = torch.nn.Identity()
+        if stride != 1 or cin != planes:
+            self.shortcut = torch.nn.Sequential(
+                torch.nn.Conv2d(cin, planes, 1, stride, bias=False), torch.nn.GroupNorm(groups, planes)
+            )
+
+    def forward(self, x):
+        out = self.gn2(self.conv2(F.relu(self.gn1(self.conv1(x)))))
+        return F.relu(out + self.shortcut(x))
+
+
+class ConvNextLike(torch.nn.Module):
+    """`convnext_like`: ConvNeXt's block (7x7 depthwise, layer norm, 4x MLP with GELU, layer scale)."""
+
+    def __init__(self, dim, ls=0.5):
+        super().__init__()
+        self.dw = torch.nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+        self.norm = LayerNorm2d(dim, eps=1e-6)
+        self.fc1 = torch.nn.Conv2d(dim, 4 * dim, 1)
+        self.fc2 = torch.nn.Conv2d(4 * dim, dim, 1)
+        self.ls = LayerScale(dim, ls)
+
+    def forward(self, x):
+        return x + self.ls(self.fc2(F.gelu(self.fc1(self.norm(self.dw(x))))))
+
+
+class Norms(torch.nn.Module):
+    """tests/cases/norms.net: group norm, layer norm over channels, layer scale, dilation, ECA."""
+
+    def __init__(self, classes):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(3, 8, 3, 1, 1, bias=False)
+        self.gn1 = torch.nn.GroupNorm(2, 8)
+        self.block1 = GnBasic(8, 8)
+        self.block2 = GnBasic(8, 16, stride=2)
+        self.ln1 = LayerNorm2d(16)
+        self.conv2 = torch.nn.Conv2d(16, 16, 2, 2)
+        self.block3 = ConvNextLike(16)
+        self.eca = torch.nn.Conv1d(1, 1, 3, padding=1, bias=False)
+        self.ln2 = LayerNorm2d(16)
+        self.fc = torch.nn.Linear(16, classes)
+        # Affine parameters away from their 1/0 start, so that they are tested.
+        with torch.no_grad():
+            for mod in self.modules():
+                if isinstance(mod, (torch.nn.GroupNorm, torch.nn.LayerNorm)):
+                    mod.weight.uniform_(0.5, 1.5)
+                    mod.bias.normal_(0.0, 0.1)
+
+    def forward(self, x):
+        x = F.relu(self.gn1(self.conv1(x)))
+        x = self.block3(self.conv2(self.ln1(self.block2(self.block1(x)))))
+        n, c = x.shape[:2]
+        gate = self.eca(F.adaptive_avg_pool2d(x, 1).reshape(n, 1, c)).reshape(n, c, 1, 1)
+        x = x * torch.sigmoid(gate)
+        x = self.ln2(F.adaptive_avg_pool2d(x, 1))
+        return self.fc(torch.flatten(x, 1))
 
 
 def cases():

@@ -1,5 +1,6 @@
-//! Convolutions: `conv(out, kernel, stride = 1, padding = (kernel - 1) / 2, groups = 1,
-//! bias = false, bias_init)`, and `conv1x1`/`conv3x3` with the kernel fixed.
+//! Convolutions: `conv(out, kernel, stride = 1, padding = dilation * (kernel - 1) / 2,
+//! groups = 1, bias = false, bias_init, dilation = 1)`, and `conv1x1`/`conv3x3` with the
+//! kernel fixed. The default padding keeps the size ("same") for odd kernels, dilated or not.
 //!
 //! Bias-free by default (a batch norm follows), He-normal (fan-out) weights as in He et al.
 //! 2015. The forward pass goes through `resnetc_kernels::conv2d_module` (im2col + GEMM on the
@@ -24,8 +25,12 @@ const USES: &[Use] = &[
 /// The padding when none is given: "same" for odd kernels (the fixed forms take no other).
 const PADDING: Default = Default::HalfKernel;
 
-const TAIL: [super::Param; 3] =
-    [p("groups", Default::Int(1)), p("bias", Default::Bool(false)), p("bias_init", Default::Unset)];
+const TAIL: [super::Param; 4] = [
+    p("groups", Default::Int(1)),
+    p("bias", Default::Bool(false)),
+    p("bias_init", Default::Unset),
+    p("dilation", Default::Int(1)),
+];
 
 pub(super) const PRIMITIVES: &[Primitive] = &[
     Primitive {
@@ -39,6 +44,7 @@ pub(super) const PRIMITIVES: &[Primitive] = &[
             TAIL[0],
             TAIL[1],
             TAIL[2],
+            TAIL[3],
         ],
         stem: "conv",
         flat: false,
@@ -48,7 +54,7 @@ pub(super) const PRIMITIVES: &[Primitive] = &[
     Primitive {
         prim: Prim::Conv1x1,
         name: "conv1x1",
-        params: &[p("out", Default::Required), p("stride", Default::Int(1)), TAIL[0], TAIL[1], TAIL[2]],
+        params: &[p("out", Default::Required), p("stride", Default::Int(1)), TAIL[0], TAIL[1], TAIL[2], TAIL[3]],
         stem: "conv",
         flat: false,
         field: Some("Conv2d"),
@@ -57,7 +63,7 @@ pub(super) const PRIMITIVES: &[Primitive] = &[
     Primitive {
         prim: Prim::Conv3x3,
         name: "conv3x3",
-        params: &[p("out", Default::Required), p("stride", Default::Int(1)), TAIL[0], TAIL[1], TAIL[2]],
+        params: &[p("out", Default::Required), p("stride", Default::Int(1)), TAIL[0], TAIL[1], TAIL[2], TAIL[3]],
         stem: "conv",
         flat: false,
         field: Some("Conv2d"),
@@ -81,13 +87,19 @@ pub(super) fn check(cx: &mut Checker, a: &Args, input: Input) -> Option<(Layer, 
         None => a.int(cx, "kernel", "kernel size", 1, None)?,
     };
     let stride = a.int(cx, "stride", "stride", 1, None)?;
-    let padding = match fixed_kernel(a.prim.prim) {
-        Some(k) => PADDING.int(Some(k))?,
-        None => a.int(cx, "padding", "padding", 0, Some(kernel))?,
-    };
     let groups = a.int(cx, "groups", "groups", 1, None)?;
     let bias = a.boolean(cx, "bias")?;
     let bias_init = super::bias_init(cx, a, bias)?;
+    let dilation = a.int(cx, "dilation", "dilation", 1, None)?;
+    // The span of the dilated kernel, which the default padding and the output size follow.
+    let Some(extent) = dilation.checked_mul(kernel - 1).and_then(|e| e.checked_add(1)) else {
+        cx.error(Diagnostic::error(codes::OVERFLOW, a.span("dilation"), "dilation × kernel overflows"));
+        return None;
+    };
+    let padding = match fixed_kernel(a.prim.prim) {
+        Some(_) => PADDING.int(Some(extent))?,
+        None => a.int(cx, "padding", "padding", 0, Some(extent))?,
+    };
     let [c, h, w] = input.chw?;
     for (what, n) in [("input", c), ("output", out)] {
         if n % groups != 0 {
@@ -103,9 +115,9 @@ pub(super) fn check(cx: &mut Checker, a: &Args, input: Input) -> Option<(Layer, 
             return None;
         }
     }
-    let (oh, ow) = cx.spatial(a.call, h, w, kernel, stride, padding, "convolution")?;
+    let (oh, ow) = cx.spatial(a.call, h, w, extent, stride, padding, "convolution")?;
     Some((
-        Layer::Conv { in_channels: c, out_channels: out, kernel, stride, padding, groups, bias, bias_init },
+        Layer::Conv { in_channels: c, out_channels: out, kernel, stride, padding, groups, dilation, bias, bias_init },
         Shape::chw(out, oh, ow),
     ))
 }
@@ -132,18 +144,33 @@ pub(super) fn ctor(em: &mut Emitter, a: &mut EmitArgs, field: &Ident) -> Result<
         None => a.usize("kernel", Kernel::None)?,
     };
     let stride = a.usize("stride", Kernel::None)?;
-    let padding = match fixed {
-        Some(k) => {
+    // A dilated convolution (the argument given) builds through its own helpers; the kernel's
+    // span replaces the kernel in the default padding.
+    let dilation = a.take("dilation").map(crate::emit::to_usize);
+    let extent = dilation.as_ref().map(|d| quote!(#d * (#kernel - 1) + 1));
+    let padding = match (fixed, &extent) {
+        (Some(k), None) => {
             let p = proc_macro2::Literal::u64_unsuffixed(PADDING.int(Some(k)).unwrap_or(0));
             quote!(#p)
         }
-        None => a.usize("padding", Kernel::Expr(&kernel))?,
+        (Some(_), Some(e)) => quote!((#e - 1) / 2),
+        (None, e) => a.usize("padding", Kernel::Expr(e.as_ref().unwrap_or(&kernel)))?,
     };
     let groups = a.usize("groups", Kernel::None)?;
     let bias = a.boolean("bias")?;
-    let mut out = vec![quote! {
-        let #field = conv([shape[0], #outc], #kernel, #stride, #padding, #groups, #bias, device);
-        shape = window(shape, #outc, #kernel, #stride, #padding);
+    let mut out = vec![match dilation {
+        None => quote! {
+            let #field = conv([shape[0], #outc], #kernel, #stride, #padding, #groups, #bias, device);
+            shape = window(shape, #outc, #kernel, #stride, #padding);
+        },
+        Some(d) => {
+            em.uses(&[Use::Helper(Helper::DilatedConv)]);
+            let e = &extent;
+            quote! {
+                let #field = conv_dilated([shape[0], #outc], #kernel, #stride, #padding, #d, #groups, #bias, device);
+                shape = window(shape, #outc, #e, #stride, #padding);
+            }
+        }
     }];
     if let Some(init) = a.take("bias_init") {
         out.push(super::fill_bias(em, field, init));
@@ -155,6 +182,23 @@ pub(super) fn forward(access: TokenStream) -> TokenStream {
     // Through resnetc-kernels: im2col + GEMM on the CPU (sums in blocks, the weight gradient by
     // GEMM), `Conv2d::forward` elsewhere.
     quote! { let x = resnetc_kernels::conv2d_module(&#access, x); }
+}
+
+/// `conv` with the taps `dilation` apart.
+pub(super) fn dilated_helper() -> TokenStream {
+    quote! {
+        /// `conv` with the kernel's taps `dilation` apart (a dilated convolution, Yu & Koltun 2016).
+        fn conv_dilated(channels: [usize; 2], kernel: usize, stride: usize, padding: usize, dilation: usize, groups: usize, bias: bool, device: &Device) -> Conv2d {
+            Conv2dConfig::new(channels, [kernel, kernel])
+                .with_stride([stride, stride])
+                .with_padding(PaddingConfig2d::Explicit(padding, padding, padding, padding))
+                .with_dilation([dilation, dilation])
+                .with_groups(groups)
+                .with_bias(bias)
+                .with_initializer(Initializer::KaimingNormal { gain: std::f64::consts::SQRT_2, fan_out_only: true })
+                .init(device)
+        }
+    }
 }
 
 pub(super) fn helper() -> TokenStream {

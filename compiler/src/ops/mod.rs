@@ -19,12 +19,14 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 pub mod activation;
+mod channel;
 mod conv;
 mod dropout;
 mod linear;
 mod norm;
 mod pointwise;
 mod pool;
+mod scale;
 mod shortcut;
 
 pub use activation::ActFn;
@@ -39,6 +41,10 @@ pub enum Prim {
     /// `conv3x3(out, ...)`: kernel 3.
     Conv3x3,
     BatchNorm,
+    GroupNorm,
+    LayerNorm,
+    /// `scale(init)`: a learned per-channel scale.
+    Scale,
     Relu,
     Sigmoid,
     Identity,
@@ -49,6 +55,8 @@ pub enum Prim {
     GlobalAvgPool,
     Linear,
     PadShortcut,
+    /// `channel_conv(kernel)`: a 1-D convolution across channels (ECA).
+    ChannelConv,
     /// An element-wise activation of [`activation::TABLE`].
     Act(ActFn),
 }
@@ -98,6 +106,8 @@ const fn p(name: &'static str, default: Default) -> Param {
 pub enum Helper {
     /// `fn conv(...)`: a He-normal convolution.
     Conv,
+    /// `fn conv_dilated(...)`: the same, dilated.
+    DilatedConv,
     /// `fn fill_bias(...)`: `bias_init`.
     FillBias,
     /// `fn batch_norm(...)`: PyTorch's training-mode batch norm.
@@ -151,7 +161,9 @@ static REGISTRY: LazyLock<Vec<Primitive>> = LazyLock::new(|| {
         dropout::PRIMITIVES,
         pool::PRIMITIVES,
         linear::PRIMITIVES,
+        scale::PRIMITIVES,
         shortcut::PRIMITIVES,
+        channel::PRIMITIVES,
     ] {
         all.extend(family.iter().copied());
     }
@@ -246,12 +258,14 @@ pub(crate) struct Input {
 pub(crate) fn check(cx: &mut Checker, a: &Args, input: Input) -> Option<(Layer, Shape)> {
     match a.prim.prim {
         Prim::Conv | Prim::Conv1x1 | Prim::Conv3x3 => conv::check(cx, a, input),
-        Prim::BatchNorm => norm::check(cx, a, input),
+        Prim::BatchNorm | Prim::GroupNorm | Prim::LayerNorm => norm::check(cx, a, input),
+        Prim::Scale => scale::check(cx, a, input),
         Prim::Relu | Prim::Sigmoid | Prim::Identity | Prim::PRelu => pointwise::check(cx, a, input),
         Prim::Dropout => dropout::check(cx, a, input),
         Prim::AvgPool | Prim::MaxPool | Prim::GlobalAvgPool => pool::check(cx, a, input),
         Prim::Linear => linear::check(cx, a, input),
         Prim::PadShortcut => shortcut::check(cx, a, input),
+        Prim::ChannelConv => channel::check(cx, a, input),
         Prim::Act(f) => check_activation(cx, a, input, f),
     }
 }
@@ -274,8 +288,11 @@ pub fn counts(layer: &Layer, out: &Shape) -> Option<(u64, u64)> {
     match layer {
         Layer::Conv { .. } => conv::counts(layer, out),
         Layer::BatchNorm { features } => Some((features.checked_mul(2)?, 0)),
+        Layer::GroupNorm { channels, .. } | Layer::LayerNorm { channels, .. } => Some((channels.checked_mul(2)?, 0)),
+        Layer::Scale { channels, .. } => Some((*channels, 0)),
         Layer::PRelu { channels } => Some((*channels, 0)),
         Layer::Linear { .. } => linear::counts(layer),
+        Layer::ChannelConv { channels, kernel } => channel::counts(*channels, *kernel),
         Layer::Relu
         | Layer::Sigmoid
         | Layer::Identity
@@ -370,12 +387,14 @@ pub(crate) enum Kernel<'a> {
 pub(crate) fn ctor(em: &mut Emitter, a: &mut EmitArgs, field: &Ident) -> Result<Vec<TokenStream>, Vec<Diagnostic>> {
     match a.prim.prim {
         Prim::Conv | Prim::Conv1x1 | Prim::Conv3x3 => conv::ctor(em, a, field),
-        Prim::BatchNorm => Ok(norm::ctor(field)),
+        Prim::BatchNorm | Prim::GroupNorm | Prim::LayerNorm => norm::ctor(a, field),
+        Prim::Scale => scale::ctor(a, field),
         Prim::Relu | Prim::Sigmoid | Prim::Identity | Prim::PRelu => Ok(pointwise::ctor(a.prim.prim, field)),
         Prim::Dropout => dropout::ctor(a, field),
         Prim::AvgPool | Prim::MaxPool | Prim::GlobalAvgPool => pool::ctor(em, a, field),
         Prim::Linear => linear::ctor(em, a, field),
         Prim::PadShortcut => shortcut::ctor(a, field),
+        Prim::ChannelConv => channel::ctor(a, field),
         Prim::Act(_) => {
             // Arguments are stored per call: they may differ between a block's calls.
             let args = a.prim.params.iter().map(|p| a.float(p.name)).collect::<Result<Vec<_>, _>>()?;
@@ -393,12 +412,14 @@ pub(crate) fn ctor(em: &mut Emitter, a: &mut EmitArgs, field: &Ident) -> Result<
 pub(crate) fn forward(em: &mut Emitter, prim: Prim, access: TokenStream, rank: &mut usize) -> TokenStream {
     match prim {
         Prim::Conv | Prim::Conv1x1 | Prim::Conv3x3 => conv::forward(access),
-        Prim::BatchNorm => norm::forward(access),
+        Prim::BatchNorm | Prim::GroupNorm | Prim::LayerNorm => norm::forward(prim, access, *rank),
+        Prim::Scale => scale::forward(access, *rank),
         Prim::Relu | Prim::Sigmoid | Prim::Identity | Prim::PRelu => pointwise::forward(em, prim, access),
         Prim::Dropout => dropout::forward(access),
         Prim::AvgPool | Prim::MaxPool | Prim::GlobalAvgPool => pool::forward(prim, access),
         Prim::Linear => linear::forward(access, rank),
         Prim::PadShortcut => shortcut::forward(access),
+        Prim::ChannelConv => channel::forward(access),
         Prim::Act(f) => (f.def().forward)(access),
     }
 }
@@ -407,6 +428,7 @@ pub(crate) fn forward(em: &mut Emitter, prim: Prim, access: TokenStream, rank: &
 pub(crate) fn helper(h: Helper) -> TokenStream {
     match h {
         Helper::Conv => conv::helper(),
+        Helper::DilatedConv => conv::dilated_helper(),
         Helper::FillBias => linear::fill_bias_helper(),
         Helper::BatchNorm => norm::helper(),
         Helper::Window => pool::window_helper(),
