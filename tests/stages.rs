@@ -76,6 +76,7 @@ stage_tests! {
     case_language_tour => "tests/cases/language-tour.net",
     case_mission_line => "tests/cases/mission-line.net",
     case_untaken_branch => "tests/cases/untaken-branch.net",
+    sd_resnet_110 => "specs/sd-resnet-110.net",
     case_norms => "tests/cases/norms.net",
     imagenet_convnext_atto => "specs/imagenet/convnext-atto.net",
     imagenet_resnet_50 => "specs/imagenet/resnet-50.net",

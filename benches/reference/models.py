@@ -360,6 +360,9 @@ SPECS = {
     "resnet-110": lambda k: CifarResNet(110, k),
     "resnet-1202": lambda k: CifarResNet(1202, k),
     "resnet-20-a": lambda k: CifarResNet(20, k, option="A"),
+    # Stochastic depth drops branches at random in training and adds no parameters: counted as
+    # the option-A ResNet-110 it trains.
+    "sd-resnet-110": lambda k: CifarResNet(110, k, option="A"),
     "resnet-164": lambda k: CifarResNet(164, k, block="bottleneck"),
     "preresnet-110": lambda k: PreResNet(110, k, bottleneck=False),
     "preresnet-164": lambda k: PreResNet(164, k, bottleneck=True),

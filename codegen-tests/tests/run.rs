@@ -217,3 +217,19 @@ fn every_ablation_constructs_and_runs() {
         ablation_full_preactivation::FullPreactivation,
     );
 }
+
+/// The emitted constructor passes each copy its `index`: stochastic depth's rates rise with
+/// depth as in the IR (block l of L at `0.5 * l / L`), and the network runs.
+#[test]
+fn sd_resnet_110_gives_each_copy_its_rate() {
+    let device = Device::flex();
+    let model = specs::sd_resnet_110::SdResnet110::new(&device);
+    let stages = [&model.stage1, &model.stage2, &model.stage3];
+    let rates: Vec<f64> = stages.iter().flat_map(|s| s.iter().map(|b| b.drop_path1.prob)).collect();
+    assert_eq!(rates.len(), 54);
+    for (l, p) in rates.iter().enumerate() {
+        assert!((p - 0.5 * (l + 1) as f64 / 54.0).abs() < 1e-12, "block {}: {p}", l + 1);
+    }
+    let out = model.forward(input(2, &device));
+    assert_eq!(out.dims(), [2, 10]);
+}

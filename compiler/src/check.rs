@@ -573,8 +573,7 @@ impl Checker {
                 let mut blocks = Vec::new();
                 let mut current = shape;
                 for i in 0..count {
-                    let stride = if i > 0 { Some(1) } else { None };
-                    let node = self.block_call(call, &def, scope, current, format!("{name}.{i}"), stride);
+                    let node = self.block_call(call, &def, scope, current, format!("{name}.{i}"), Some(i));
                     match node {
                         Some(node) => {
                             current = Some(node.output);
@@ -900,8 +899,10 @@ impl Checker {
         scope: &Scope,
         shape: Option<Shape>,
         name: String,
-        stride_override: Option<i64>,
+        copy: Option<i64>,
     ) -> Option<Node> {
+        // The copies after a stage's first take stride 1.
+        let stride_override = copy.filter(|&i| i > 0).map(|_| 1);
         let block = def.name.name.clone();
         if let Some((_, _)) = self.stack.iter().find(|(b, _)| *b == block) {
             self.error(
@@ -923,6 +924,8 @@ impl Checker {
             def.params.iter().map(|p| (p.name.name.as_str(), p.default.is_some())).collect();
         let bound = self.bind(call, &params, scope)?;
         let mut inner = Scope::default();
+        // The copy's position in its stage; a parameter of the same name shadows it.
+        inner.set(names::INDEX, Some(Value::Int(copy.unwrap_or(0))));
         let mut ok = true;
         let mut types = Vec::new();
         let mut values = Vec::new();
@@ -1118,6 +1121,7 @@ impl Checker {
         let mut scope: Vec<String> = def.params.iter().map(|p| p.name.name.clone()).collect();
         if def.kind == DefKind::Block {
             scope.extend(names::BUILTIN_VARS.iter().map(|v| v.to_string()));
+            scope.push(names::INDEX.to_string());
         }
         self.resolve_body(&def.body, &mut scope, reachable, work);
     }
@@ -1226,7 +1230,9 @@ impl Checker {
 
     fn unknown_name<'n>(&mut self, name: &str, span: Span, in_scope: impl Iterator<Item = &'n str> + Clone) {
         let mut msg = format!("unknown name `{name}`");
-        if let Some(s) = did_you_mean(name, in_scope.clone().chain(names::BUILTIN_VARS.iter().copied())) {
+        if let Some(s) =
+            did_you_mean(name, in_scope.clone().chain(names::BUILTIN_VARS.iter().copied()).chain([names::INDEX]))
+        {
             msg.push_str(&format!(" (did you mean `{s}`?)"));
         }
         let mut listed: Vec<&str> = in_scope.collect();

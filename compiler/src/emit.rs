@@ -278,6 +278,12 @@ impl<'a> Emitter<'a> {
                 args.push(quote! { #ident: #rust_ty });
                 ctx.vars.push((p.name.name.clone(), ident, ty));
             }
+            if takes_index(def) {
+                // The copy's position in its stage: the stage's loop passes it.
+                let ident = ctx.var_ident(names::INDEX);
+                args.push(quote! { #ident: i64 });
+                ctx.vars.push((names::INDEX.to_string(), ident, Ty::Int));
+            }
             for (i, var) in names::BUILTIN_VARS.iter().enumerate() {
                 let ident = ctx.var_ident(var);
                 let index = Literal::usize_unsuffixed(i);
@@ -745,6 +751,12 @@ impl<'a> Emitter<'a> {
                 _ => value,
             };
             args.push(value);
+        }
+        if takes_index(def) {
+            args.push(match stage_index {
+                Some(i) => quote!(#i as i64),
+                None => quote!(0),
+            });
         }
         Ok(args)
     }
@@ -1239,6 +1251,11 @@ fn describe_combine(combinator: Option<Combinator>, arms: usize) -> String {
         Some(Combinator::Concat) => format!("dense connection: {arms} branches joined along channels"),
         None => "group".to_string(),
     }
+}
+
+/// Whether a block reads `index` (its position in a stage) and so takes it in its constructor.
+fn takes_index(def: &Definition) -> bool {
+    !def.params.iter().any(|p| p.name.name == names::INDEX) && mentions(&def.body, names::INDEX)
 }
 
 fn mentions(body: &[Stmt], var: &str) -> bool {

@@ -221,6 +221,10 @@ pub enum Layer {
     Dropout {
         p: f64,
     },
+    /// Stochastic depth: the whole input dropped per sample with probability `p` in training.
+    DropPath {
+        p: f64,
+    },
     AvgPool {
         kernel: u64,
         stride: u64,
@@ -275,6 +279,7 @@ impl Layer {
             Layer::Sigmoid => "sigmoid",
             Layer::Identity => "identity",
             Layer::Dropout { .. } => "dropout",
+            Layer::DropPath { .. } => "drop_path",
             Layer::AvgPool { .. } => "avg_pool",
             Layer::MaxPool { .. } => "max_pool",
             Layer::GlobalAvgPool => "global_avg_pool",

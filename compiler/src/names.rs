@@ -11,6 +11,12 @@ pub const FUNCTIONS: &[&str] = &["floor", "ceil", "round", "int", "float", "min"
 /// Variables a block body sees besides its parameters: its input shape.
 pub const BUILTIN_VARS: &[&str] = &["in_channels", "in_height", "in_width"];
 
+/// A variable a block body sees besides its parameters: the copy's position in its `stage`
+/// (0 for the first, and for a call outside a stage), for per-block schedules such as
+/// stochastic depth's linearly decaying drop rate or PyramidNet's widening. A parameter of the
+/// same name shadows it.
+pub const INDEX: &str = "index";
+
 /// The number of arguments an expression function takes, `None` for an unknown function.
 pub fn function_arity(name: &str) -> Option<usize> {
     match name {

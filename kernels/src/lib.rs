@@ -458,3 +458,20 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     let phi = x.clone().div_scalar(std::f64::consts::SQRT_2).erf().add_scalar(1.0).mul_scalar(0.5);
     x * phi
 }
+
+/// Stochastic depth's `drop_path` (Huang et al. 2016, as timm's `DropPath`): in training, each
+/// sample's whole input (a residual branch) is zeroed with probability `dropout.prob` and the
+/// kept ones scaled by `1 / (1 - prob)`; the identity at inference. The layer is Burn's
+/// [`Dropout`](burn::nn::Dropout) for its probability and training flag (and freezing), applied
+/// per sample rather than per element. Training means what it means for `Dropout`: an autodiff
+/// device and the layer not frozen.
+pub fn drop_path<const D: usize>(dropout: &burn::nn::Dropout, x: Tensor<D>) -> Tensor<D> {
+    if !dropout.training.is_enabled() || !x.device().is_autodiff() || dropout.prob == 0.0 {
+        return x;
+    }
+    let keep = 1.0 - dropout.prob;
+    let mut shape = [1usize; D];
+    shape[0] = x.dims()[0];
+    let mask = Tensor::<D>::random(shape, burn::tensor::Distribution::Bernoulli(keep), &x.device());
+    x * mask.div_scalar(keep)
+}

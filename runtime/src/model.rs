@@ -30,6 +30,8 @@ enum Field {
     Scale(Param<Tensor<1>>),
     /// A 1-D convolution across channels.
     ChannelConv(Conv1d),
+    /// Stochastic depth: Burn's `Dropout` module, applied per sample.
+    DropPath(Dropout),
     Linear(Linear),
     Dropout(Dropout),
     AvgPool(AvgPool2d),
@@ -416,6 +418,7 @@ impl DynBlock {
                         self.field(&node.name, Field::Linear(l))
                     }
                     Layer::Dropout { p } => self.field(&node.name, Field::Dropout(DropoutConfig::new(p).init())),
+                    Layer::DropPath { p } => self.field(&node.name, Field::DropPath(DropoutConfig::new(p).init())),
                     Layer::AvgPool { kernel, stride, padding } => {
                         let (k, s, p) = (kernel as usize, stride as usize, padding as usize);
                         let pool = AvgPool2dConfig::new([k, k])
@@ -496,6 +499,10 @@ impl DynBlock {
                     Field::Conv(m) => Act::Maps(crate::precision::conv2d(m, x.maps())),
                     Field::Bn(m) => Act::Maps(crate::norm::batch_norm(m, x.maps())),
                     Field::GroupNorm(m) => Act::Maps(m.forward(x.maps())),
+                    Field::DropPath(m) => match x {
+                        Act::Maps(t) => Act::Maps(resnetc_kernels::drop_path(m, t)),
+                        Act::Flat(t) => Act::Flat(resnetc_kernels::drop_path(m, t)),
+                    },
                     // The channels as the sequence of one 1-channel signal, and back.
                     Field::ChannelConv(m) => {
                         let t = x.maps();
@@ -704,6 +711,7 @@ macro_rules! each_field {
             Field::LayerNorm($m) => Field::LayerNorm($body),
             Field::Scale($m) => Field::Scale($body),
             Field::ChannelConv($m) => Field::ChannelConv($body),
+            Field::DropPath($m) => Field::DropPath($body),
             Field::Linear($m) => Field::Linear($body),
             Field::Dropout($m) => Field::Dropout($body),
             Field::AvgPool($m) => Field::AvgPool($body),
@@ -724,6 +732,7 @@ macro_rules! visit_field {
             Field::LayerNorm($m) => $body,
             Field::Scale($m) => $body,
             Field::ChannelConv($m) => $body,
+            Field::DropPath($m) => $body,
             Field::Linear($m) => $body,
             Field::Dropout($m) => $body,
             Field::AvgPool($m) => $body,

@@ -50,6 +50,8 @@ pub enum Prim {
     Identity,
     PRelu,
     Dropout,
+    /// `drop_path(p)`: stochastic depth, per sample.
+    DropPath,
     AvgPool,
     MaxPool,
     GlobalAvgPool,
@@ -261,7 +263,7 @@ pub(crate) fn check(cx: &mut Checker, a: &Args, input: Input) -> Option<(Layer, 
         Prim::BatchNorm | Prim::GroupNorm | Prim::LayerNorm => norm::check(cx, a, input),
         Prim::Scale => scale::check(cx, a, input),
         Prim::Relu | Prim::Sigmoid | Prim::Identity | Prim::PRelu => pointwise::check(cx, a, input),
-        Prim::Dropout => dropout::check(cx, a, input),
+        Prim::Dropout | Prim::DropPath => dropout::check(cx, a, input),
         Prim::AvgPool | Prim::MaxPool | Prim::GlobalAvgPool => pool::check(cx, a, input),
         Prim::Linear => linear::check(cx, a, input),
         Prim::PadShortcut => shortcut::check(cx, a, input),
@@ -297,6 +299,7 @@ pub fn counts(layer: &Layer, out: &Shape) -> Option<(u64, u64)> {
         | Layer::Sigmoid
         | Layer::Identity
         | Layer::Dropout { .. }
+        | Layer::DropPath { .. }
         | Layer::AvgPool { .. }
         | Layer::MaxPool { .. }
         | Layer::GlobalAvgPool
@@ -390,7 +393,7 @@ pub(crate) fn ctor(em: &mut Emitter, a: &mut EmitArgs, field: &Ident) -> Result<
         Prim::BatchNorm | Prim::GroupNorm | Prim::LayerNorm => norm::ctor(a, field),
         Prim::Scale => scale::ctor(a, field),
         Prim::Relu | Prim::Sigmoid | Prim::Identity | Prim::PRelu => Ok(pointwise::ctor(a.prim.prim, field)),
-        Prim::Dropout => dropout::ctor(a, field),
+        Prim::Dropout | Prim::DropPath => dropout::ctor(a, field),
         Prim::AvgPool | Prim::MaxPool | Prim::GlobalAvgPool => pool::ctor(em, a, field),
         Prim::Linear => linear::ctor(em, a, field),
         Prim::PadShortcut => shortcut::ctor(a, field),
@@ -415,7 +418,7 @@ pub(crate) fn forward(em: &mut Emitter, prim: Prim, access: TokenStream, rank: &
         Prim::BatchNorm | Prim::GroupNorm | Prim::LayerNorm => norm::forward(prim, access, *rank),
         Prim::Scale => scale::forward(access, *rank),
         Prim::Relu | Prim::Sigmoid | Prim::Identity | Prim::PRelu => pointwise::forward(em, prim, access),
-        Prim::Dropout => dropout::forward(access),
+        Prim::Dropout | Prim::DropPath => dropout::forward(prim, access),
         Prim::AvgPool | Prim::MaxPool | Prim::GlobalAvgPool => pool::forward(prim, access),
         Prim::Linear => linear::forward(access, rank),
         Prim::PadShortcut => shortcut::forward(access),

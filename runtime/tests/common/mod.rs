@@ -133,3 +133,9 @@ pub fn ema_of_equal_batches(values: &[f64], per_batch: usize, steps: i32) -> (f6
     let keep = 0.9f64.powi(steps);
     ((1.0 - keep) * mean, keep + (1.0 - keep) * var)
 }
+
+/// A tensor's values as f32s.
+#[allow(dead_code)]
+pub fn values<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().to_vec().unwrap()
+}
