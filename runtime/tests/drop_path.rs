@@ -18,7 +18,7 @@ fn each_sample_is_kept_whole_and_scaled_or_dropped_whole() {
     let y = resnetc_kernels::drop_path(&layer, x.clone());
     let (xs, ys) = (common::values(x.clone()), common::values(y.clone()));
     let grads = y.sum().backward();
-    let g: Vec<f32> = x.grad(&grads).unwrap().into_data().to_vec().unwrap();
+    let g: Vec<f32> = x.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
     let per = 18;
     let mut kept = 0;
     for s in 0..n {

@@ -234,3 +234,29 @@ fn init_starts_from_the_given_weights() {
     both.init = Some(first.join("last.bpk"));
     assert!(train(&network, &dataset, &both).unwrap_err().to_string().contains("--init"));
 }
+
+/// The newer residual family's layers train through `train()` as the classic ones do: group
+/// norm, layer norm, layer scale, dilation and ECA (tests/cases/norms.net), and stochastic depth
+/// with per-block rates (sd-resnet-110 at depth 8): finite losses every epoch, the training loss
+/// falling, and the checkpoint loading back into the same network.
+#[test]
+fn the_newer_layers_train() {
+    for (name, network) in [
+        ("norms", common::network_with("tests/cases/norms.net", &[])),
+        ("sd-resnet", common::network_with("specs/sd-resnet-110.net", &["depth=8"])),
+    ] {
+        let dir = temp(name);
+        let dataset = data::load(&fixture(&dir), [3, 32, 32]).unwrap();
+        let out = dir.join("run");
+        let mut opts = options(&out, 6, 0);
+        opts.recipe = opts.recipe.set("optimizer.lr=0.05").unwrap();
+        train(&network, &dataset, &opts).unwrap();
+        let rows = read_csv(&out.join("metrics.csv")).unwrap();
+        assert_eq!(rows.len(), 6, "{name}");
+        assert!(rows.iter().all(|r| r.train_loss.is_finite() && r.test_loss.is_finite()), "{name}: {rows:?}");
+        let (first, last) = (rows[0].train_loss, rows[5].train_loss);
+        assert!(last < first, "{name}: training loss {first} -> {last}");
+        let trained = DynNet::new(&network, &burn::tensor::Device::flex()).load_file(out.join("last.bpk"));
+        assert_eq!(trained.tensor_paths(), DynNet::new(&network, &burn::tensor::Device::flex()).tensor_paths());
+    }
+}

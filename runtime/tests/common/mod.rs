@@ -137,5 +137,5 @@ pub fn ema_of_equal_batches(values: &[f64], per_batch: usize, steps: i32) -> (f6
 /// A tensor's values as f32s.
 #[allow(dead_code)]
 pub fn values<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec().unwrap()
+    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
 }
