@@ -77,6 +77,8 @@ stage_tests! {
     case_mission_line => "tests/cases/mission-line.net",
     case_untaken_branch => "tests/cases/untaken-branch.net",
     sd_resnet_110 => "specs/sd-resnet-110.net",
+    pyramidnet_110_48 => "specs/pyramidnet-110-48.net",
+    pyramidnet_110_270 => "specs/pyramidnet-110-270.net",
     case_norms => "tests/cases/norms.net",
     imagenet_convnext_atto => "specs/imagenet/convnext-atto.net",
     imagenet_resnet_50 => "specs/imagenet/resnet-50.net",

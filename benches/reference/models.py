@@ -271,6 +271,55 @@ class DenseNet(nn.Module):
 
 # --- Identity-mapping ablations (He et al. 2016, Tables 1 and 2) -----------------------
 
+class PyramidBasic(nn.Module):
+    """PyramidNet's basic unit (Han et al. 2017, after dyhan0920/PyramidNet-PyTorch): BN-conv-BN-
+    ReLU-conv-BN, no ReLU after the sum; the shortcut averages 2x2 where the unit downsamples and
+    is zero-padded up to the unit's (wider) output."""
+
+    def __init__(self, cin, planes, stride=1):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(cin)
+        self.conv1 = conv3x3(cin, planes, stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = conv3x3(planes, planes)
+        self.bn3 = nn.BatchNorm2d(planes)
+        self.pool = nn.AvgPool2d(2, 2, ceil_mode=True) if stride != 1 else None
+
+    def forward(self, x):
+        out = self.bn3(self.conv2(F.relu(self.bn2(self.conv1(self.bn1(x))))))
+        shortcut = self.pool(x) if self.pool is not None else x
+        pad = out.shape[1] - shortcut.shape[1]
+        if pad > 0:
+            shortcut = F.pad(shortcut, (0, 0, 0, 0, 0, pad))
+        return out + shortcut
+
+
+class PyramidNet(nn.Module):
+    """Additive PyramidNet for CIFAR: the width grows by alpha / (3n) per unit, rounded."""
+
+    def __init__(self, depth, alpha, classes):
+        super().__init__()
+        n = (depth - 2) // 6
+        addrate = alpha / (3 * n)
+        self.conv1 = conv3x3(3, 16)
+        self.bn1 = nn.BatchNorm2d(16)
+        dim, cin, layers = 16.0, 16, []
+        for stage in range(3):
+            for i in range(n):
+                dim += addrate
+                planes = int(round(dim))
+                layers.append(PyramidBasic(cin, planes, 2 if stage > 0 and i == 0 else 1))
+                cin = planes
+        self.layers = nn.Sequential(*layers)
+        self.bn_final = nn.BatchNorm2d(cin)
+        self.fc = nn.Linear(cin, classes)
+
+    def forward(self, x):
+        x = self.layers(self.bn1(self.conv1(x)))
+        x = F.relu(self.bn_final(x))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
 class AblationUnit(nn.Module):
     """A ResNet-110 unit of the "Identity Mappings" ablations, by variant.
 
@@ -378,6 +427,8 @@ SPECS = {
     "densenet-bc-100-12": lambda k: DenseNet(100, 12, k, bottleneck=True, compression=0.5),
     "densenet-bc-190-40": lambda k: DenseNet(190, 40, k, bottleneck=True, compression=0.5),
     "se-resnet-20": lambda k: CifarResNet(20, k, block="se"),
+    "pyramidnet-110-48": lambda k: PyramidNet(110, 48, k),
+    "pyramidnet-110-270": lambda k: PyramidNet(110, 270, k),
     "ablations/original": lambda k: AblationResNet("original", k),
     "ablations/constant-scaling": lambda k: AblationResNet("scaling", k),
     "ablations/exclusive-gating": lambda k: AblationResNet("exclusive_gate", k),

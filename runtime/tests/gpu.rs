@@ -103,6 +103,7 @@ fn pass(
         let g = match rank {
             1 => grads.get::<1>(id).map(values),
             2 => grads.get::<2>(id).map(values),
+            3 => grads.get::<3>(id).map(values),
             4 => grads.get::<4>(id).map(values),
             r => panic!("{path}: rank {r}"),
         };
@@ -216,7 +217,7 @@ fn every_family_matches_flex() {
         same_on_gpu(cols[0], &common::network_with(cols[1], &set));
         n += 1;
     }
-    assert_eq!(n, 8);
+    assert_eq!(n, 9);
 }
 
 /// Known discrepancy, kept visible: on lavapipe, preresnet-164 at depth 11 gives a forward pass
@@ -358,9 +359,11 @@ fn a_small_network_trains_on_the_gpu() {
     assert!(losses[3] < losses[0] * 0.9, "training loss {losses:?}");
     // The same run on the CPU: the GPU's curve and test scores follow it (float differences
     // grow over the steps, so the bound is loose; a running-statistics bug is far outside it).
+    // The test loss of 16 images from a net this overfit (test loss 5 at 31 % accuracy) moves
+    // most: 6.5 % apart at epoch 4 in one run on lavapipe, with training losses 0.03 % apart.
     for (g, c) in rows.iter().zip(&cpu_rows) {
         assert!((g.train_loss - c.train_loss).abs() < 0.01 * c.train_loss, "epoch {}: {g:?} vs {c:?}", g.epoch);
-        assert!((g.test_loss - c.test_loss).abs() < 0.05 * c.test_loss.max(0.1), "epoch {}: {g:?} vs {c:?}", g.epoch);
+        assert!((g.test_loss - c.test_loss).abs() < 0.1 * c.test_loss.max(0.1), "epoch {}: {g:?} vs {c:?}", g.epoch);
     }
 }
 
