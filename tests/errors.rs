@@ -66,6 +66,7 @@ error_tests! {
     group_norm_groups => "tests/errors/group-norm-groups.net",
     channel_conv_unpooled => "tests/errors/channel-conv-unpooled.net",
     drop_path_rate => "tests/errors/drop-path-rate.net",
+    shake_of_a_scalar => "tests/errors/shake-of-a-scalar.net",
     input_misplaced => "tests/errors/input-misplaced.net",
     input_missing => "tests/errors/input-missing.net",
     input_rank => "tests/errors/input-rank.net",

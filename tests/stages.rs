@@ -79,6 +79,7 @@ stage_tests! {
     sd_resnet_110 => "specs/sd-resnet-110.net",
     pyramidnet_110_48 => "specs/pyramidnet-110-48.net",
     pyramidnet_110_270 => "specs/pyramidnet-110-270.net",
+    shake_shake_26_2x96d => "specs/shake-shake-26-2x96d.net",
     case_norms => "tests/cases/norms.net",
     imagenet_convnext_atto => "specs/imagenet/convnext-atto.net",
     imagenet_resnet_50 => "specs/imagenet/resnet-50.net",

@@ -320,6 +320,57 @@ class PyramidNet(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
+class ShakeBranch(nn.Sequential):
+    def __init__(self, cin, width, stride):
+        super().__init__(
+            nn.ReLU(), conv3x3(cin, width, stride), nn.BatchNorm2d(width),
+            nn.ReLU(), conv3x3(width, width), nn.BatchNorm2d(width),
+        )
+
+
+class ShakeBlock(nn.Module):
+    """Shake-Shake's unit (Gastaldi 2017, after xgastaldi/shake-shake): two residual branches
+    mixed by a per-sample random coefficient, a shortcut of two half-width 1x1 convolutions on
+    the subsampled input (the reference shifts the second path by one pixel), concatenated, BN."""
+
+    def __init__(self, cin, width, stride):
+        super().__init__()
+        self.a, self.b = ShakeBranch(cin, width, stride), ShakeBranch(cin, width, stride)
+        self.shortcut = None
+        if stride != 1 or cin != width:
+            self.p1, self.p2 = conv1x1(cin, width // 2, stride), conv1x1(cin, width // 2, stride)
+            self.bn = nn.BatchNorm2d(width)
+            self.shortcut = True
+        self.stride = stride
+
+    def forward(self, x):
+        a, b = self.a(x), self.b(x)
+        mix = 0.5 * (a + b)  # eval mode; training draws the coefficient per sample
+        if self.shortcut is None:
+            return mix + x
+        h = F.relu(x)
+        shifted = F.pad(h, (0, 1, 0, 1))[:, :, 1:, 1:]
+        return mix + self.bn(torch.cat([self.p1(h), self.p2(shifted)], 1))
+
+
+class ShakeShake(nn.Module):
+    def __init__(self, depth, width, classes):
+        super().__init__()
+        n = (depth - 2) // 6
+        self.conv1, self.bn1 = conv3x3(3, 16), nn.BatchNorm2d(16)
+        layers, cin = [], 16
+        for stage, w in enumerate([width, 2 * width, 4 * width]):
+            for i in range(n):
+                layers.append(ShakeBlock(cin, w, 2 if stage > 0 and i == 0 else 1))
+                cin = w
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(cin, classes)
+
+    def forward(self, x):
+        x = F.relu(self.layers(self.bn1(self.conv1(x))))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
 class AblationUnit(nn.Module):
     """A ResNet-110 unit of the "Identity Mappings" ablations, by variant.
 
@@ -429,6 +480,7 @@ SPECS = {
     "se-resnet-20": lambda k: CifarResNet(20, k, block="se"),
     "pyramidnet-110-48": lambda k: PyramidNet(110, 48, k),
     "pyramidnet-110-270": lambda k: PyramidNet(110, 270, k),
+    "shake-shake-26-2x96d": lambda k: ShakeShake(26, 96, k),
     "ablations/original": lambda k: AblationResNet("original", k),
     "ablations/constant-scaling": lambda k: AblationResNet("scaling", k),
     "ablations/exclusive-gating": lambda k: AblationResNet("exclusive_gate", k),

@@ -800,12 +800,40 @@ impl Checker {
                 };
                 Some((m, shape))
             }
+            ExprKind::Func(name, args) if name.name == names::SHAKE && args.len() == 2 => {
+                let left = self.merge_expr(&args[0], arms, outs, scope);
+                let right = self.merge_expr(&args[1], arms, outs, scope);
+                let ((ma, sa), (mb, sb)) = (left?, right?);
+                match (sa, sb) {
+                    (Some(x), Some(y)) if x == y => Some((MergeExpr::Shake(Box::new(ma), Box::new(mb)), Some(x))),
+                    (Some(x), Some(y)) => {
+                        self.error(
+                            Diagnostic::error(
+                                codes::RESIDUAL_SHAPE,
+                                e.span,
+                                format!("`shake` of unequal shapes: {x} and {y}"),
+                            )
+                            .note(args[0].span, format!("this gives {x}"))
+                            .note(args[1].span, format!("this gives {y}"))
+                            .help("Shake-Shake mixes two residual branches of the same shape"),
+                        );
+                        None
+                    }
+                    _ => {
+                        self.error(
+                            Diagnostic::error(codes::MERGE, e.span, "`shake` mixes two branch outputs, not scalars")
+                                .help("write `shake(a, b)` with two branch names (or expressions of them)"),
+                        );
+                        None
+                    }
+                }
+            }
             _ => {
                 self.error(
                     Diagnostic::error(
                         codes::MERGE,
                         e.span,
-                        "only `+`, `-`, `*`, `/` and negation apply to branch outputs",
+                        "only `+`, `-`, `*`, `/`, negation and `shake(a, b)` apply to branch outputs",
                     )
                     .label("a tensor here")
                     .help("branch outputs combine element-wise; functions and comparisons take scalars only"),
@@ -1217,7 +1245,7 @@ impl Checker {
                 self.resolve_expr(b, scope);
             }
             ExprKind::Func(name, args) => {
-                if Activation::named(&name.name).is_none() {
+                if Activation::named(&name.name).is_none() && name.name != names::SHAKE {
                     self.function_arity(name, args.len(), e.span);
                 }
                 for a in args {
@@ -1575,6 +1603,17 @@ impl Checker {
     }
 
     fn func(&mut self, name: &ast::Ident, values: &[Value], args: &[Expr], span: Span) -> Option<Value> {
+        if name.name == names::SHAKE {
+            self.error(
+                Diagnostic::error(
+                    codes::MERGE,
+                    span,
+                    "`shake` mixes two branch outputs: it is written in a merge expression",
+                )
+                .help("merge { a = { ... } b = { ... } } => shake(a, b)"),
+            );
+            return None;
+        }
         self.function_arity(name, values.len(), span)?;
         let mut nums = Vec::new();
         for (v, a) in values.iter().zip(args) {

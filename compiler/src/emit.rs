@@ -1375,6 +1375,7 @@ fn merge_scalars<'e>(e: &'e Expr, names: &[String]) -> Vec<&'e Expr> {
                 walk(a, names, out);
                 walk(b, names, out);
             }
+            ExprKind::Func(_, args) => args.iter().for_each(|a| walk(a, names, out)),
             _ => {}
         }
     }
@@ -1403,6 +1404,7 @@ fn count_uses(e: &Expr, names: &[String], uses: &mut HashMap<String, usize>) {
             count_uses(a, names, uses);
             count_uses(b, names, uses);
         }
+        ExprKind::Func(_, args) => args.iter().for_each(|a| count_uses(a, names, uses)),
         _ => {}
     }
 }
@@ -1460,6 +1462,20 @@ impl MergeEmit<'_> {
                 }
                 MergeTokens::Scalar(s) => MergeTokens::Scalar(quote!((-#s))),
             },
+            ExprKind::Func(f, args) if f.name == crate::names::SHAKE && args.len() == 2 => {
+                match (self.expr(emitter, &args[0], ctx)?, self.expr(emitter, &args[1], ctx)?) {
+                    (MergeTokens::Tensor(x, _), MergeTokens::Tensor(y, _)) => {
+                        MergeTokens::Tensor(quote!(resnetc_kernels::shake(#x, #y)), 10)
+                    }
+                    _ => {
+                        return Err(vec![Diagnostic::error(
+                            codes::EMIT,
+                            e.span,
+                            "internal error: the checker let `shake` of a scalar through",
+                        )]);
+                    }
+                }
+            }
             ExprKind::Binary(op, a, b) => {
                 let (a, b) = (self.expr(emitter, a, ctx)?, self.expr(emitter, b, ctx)?);
                 let scalar_left = matches!(a, MergeTokens::Scalar(_));

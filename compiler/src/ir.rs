@@ -336,6 +336,8 @@ pub enum MergeExpr {
     Sub(Box<MergeExpr>, Box<MergeExpr>),
     Mul(Box<MergeExpr>, Box<MergeExpr>),
     Div(Box<MergeExpr>, Box<MergeExpr>),
+    /// `shake(a, b)`: Shake-Shake's random per-sample mix in training, the mean at inference.
+    Shake(Box<MergeExpr>, Box<MergeExpr>),
 }
 
 impl MergeExpr {
@@ -345,9 +347,11 @@ impl MergeExpr {
             MergeExpr::Arm(_) => true,
             MergeExpr::Const(_) => false,
             MergeExpr::Neg(a) => a.is_tensor(),
-            MergeExpr::Add(a, b) | MergeExpr::Sub(a, b) | MergeExpr::Mul(a, b) | MergeExpr::Div(a, b) => {
-                a.is_tensor() || b.is_tensor()
-            }
+            MergeExpr::Add(a, b)
+            | MergeExpr::Sub(a, b)
+            | MergeExpr::Mul(a, b)
+            | MergeExpr::Div(a, b)
+            | MergeExpr::Shake(a, b) => a.is_tensor() || b.is_tensor(),
         }
     }
 
@@ -357,7 +361,11 @@ impl MergeExpr {
             MergeExpr::Arm(i) => counts[*i] += 1,
             MergeExpr::Const(_) => {}
             MergeExpr::Neg(a) => a.uses(counts),
-            MergeExpr::Add(a, b) | MergeExpr::Sub(a, b) | MergeExpr::Mul(a, b) | MergeExpr::Div(a, b) => {
+            MergeExpr::Add(a, b)
+            | MergeExpr::Sub(a, b)
+            | MergeExpr::Mul(a, b)
+            | MergeExpr::Div(a, b)
+            | MergeExpr::Shake(a, b) => {
                 a.uses(counts);
                 b.uses(counts);
             }

@@ -8,6 +8,9 @@ use std::collections::HashMap;
 /// Functions usable in expressions.
 pub const FUNCTIONS: &[&str] = &["floor", "ceil", "round", "int", "float", "min", "max", "abs", "log2"];
 
+/// The merge function that mixes two branches as Shake-Shake does (`=> shake(a, b)`).
+pub const SHAKE: &str = "shake";
+
 /// Variables a block body sees besides its parameters: its input shape.
 pub const BUILTIN_VARS: &[&str] = &["in_channels", "in_height", "in_width"];
 

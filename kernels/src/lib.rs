@@ -475,3 +475,22 @@ pub fn drop_path<const D: usize>(dropout: &burn::nn::Dropout, x: Tensor<D>) -> T
     let mask = Tensor::<D>::random(shape, burn::tensor::Distribution::Bernoulli(keep), &x.device());
     x * mask.div_scalar(keep)
 }
+
+/// Shake-Shake's mix of two residual branches (Gastaldi 2017, "Shake-Shake-Image"): in training
+/// (an autodiff device), `α·a + (1 − α)·b` forward with `α ~ U(0, 1)` drawn per sample, and the
+/// gradient of `β·a + (1 − β)·b` backward with an independent `β ~ U(0, 1)` per sample (the
+/// difference is added detached); at inference the expectation, `(a + b) / 2`.
+pub fn shake<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
+    let device = a.device();
+    if !device.is_autodiff() {
+        return (a + b).mul_scalar(0.5);
+    }
+    let mut shape = [1usize; D];
+    shape[0] = a.dims()[0];
+    let uniform = burn::tensor::Distribution::Uniform(0.0, 1.0);
+    let alpha = Tensor::<D>::random(shape, uniform, &device);
+    let beta = Tensor::<D>::random(shape, uniform, &device);
+    let backward = a.clone() * beta.clone() + b.clone() * beta.clone().neg().add_scalar(1.0);
+    let correction = ((a - b) * (alpha - beta)).detach();
+    backward + correction
+}

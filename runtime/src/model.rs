@@ -292,6 +292,10 @@ fn merge<const D: usize>(expr: &MergeExpr, arms: &[Tensor<D>]) -> Tensor<D> {
                 (T(t), Scalar(k)) | (Scalar(k), T(t)) => T(t.mul_scalar(k)),
                 (Scalar(x), Scalar(y)) => Scalar(x * y),
             },
+            MergeExpr::Shake(a, b) => match pair(a, b) {
+                (T(x), T(y)) => T(resnetc_kernels::shake(x, y)),
+                _ => unreachable!("the checker requires `shake` of two tensors"),
+            },
             MergeExpr::Div(a, b) => match pair(a, b) {
                 (T(x), T(y)) => T(x / y),
                 (T(t), Scalar(k)) => T(t.div_scalar(k)),

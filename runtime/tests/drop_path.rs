@@ -1,6 +1,7 @@
-//! Stochastic depth's `drop_path`, as the runtime and the emitted code apply it
-//! (`resnetc_kernels::drop_path`): per sample, all or nothing, kept samples scaled by 1/(1-p);
-//! the identity at inference; and the per-block rates `index` gives a stage's copies.
+//! The random residual regularisers, as the runtime and the emitted code apply them: stochastic
+//! depth's `drop_path` (`resnetc_kernels::drop_path`: per sample, all or nothing, kept samples
+//! scaled by 1/(1-p); the identity at inference; the per-block rates `index` gives a stage's
+//! copies) and Shake-Shake's `shake(a, b)` (`resnetc_kernels::shake`).
 
 use burn::nn::DropoutConfig;
 use burn::tensor::{Device, Distribution, Tensor};
@@ -73,4 +74,44 @@ fn a_stages_copies_get_linearly_rising_rates() {
     for (g, w) in got.iter().zip(&want) {
         assert!((g - w).abs() < 1e-12, "{got:?} vs {want:?}");
     }
+}
+
+/// Forward, each sample is `α a + (1 − α) b` for its own α in [0, 1]; backward, the gradients
+/// to `a` and `b` are `β` and `1 − β` for another β per sample; at inference the mean.
+#[test]
+fn shake_mixes_each_sample_forward_and_backward_with_independent_coefficients() {
+    let device = Device::flex().autodiff();
+    device.seed(11);
+    let n = 2000;
+    let a = Tensor::<2>::ones([n, 4], &device).require_grad();
+    let b = Tensor::<2>::zeros([n, 4], &device).require_grad();
+    let y = resnetc_kernels::shake(a.clone(), b.clone());
+    let ys = common::values(y.clone());
+    let grads = y.sum().backward();
+    let (ga, gb) = (common::values(a.grad(&grads).unwrap()), common::values(b.grad(&grads).unwrap()));
+    let mut same = 0;
+    let (mut mean_alpha, mut mean_beta) = (0.0, 0.0);
+    for s in 0..n {
+        let (alpha, beta) = (ys[s * 4], ga[s * 4]);
+        assert!((0.0..=1.0).contains(&alpha) && (0.0..=1.0).contains(&beta), "sample {s}");
+        for j in 0..4 {
+            assert!(
+                (ys[s * 4 + j] - alpha).abs() < 1e-6 && (ga[s * 4 + j] - beta).abs() < 1e-6,
+                "one coefficient per sample"
+            );
+            assert!((ga[s * 4 + j] + gb[s * 4 + j] - 1.0).abs() < 1e-6, "the gradients sum to 1");
+        }
+        same += usize::from((alpha - beta).abs() < 1e-6);
+        mean_alpha += f64::from(alpha) / n as f64;
+        mean_beta += f64::from(beta) / n as f64;
+    }
+    assert!(same < n / 100, "forward and backward coefficients are drawn independently ({same} equal)");
+    // Uniform on [0, 1]: mean 1/2, standard error sqrt(1/12 / n).
+    let se = (1.0 / 12.0 / n as f64).sqrt();
+    assert!((mean_alpha - 0.5).abs() < 5.0 * se && (mean_beta - 0.5).abs() < 5.0 * se, "{mean_alpha} {mean_beta}");
+    // Inference: the mean of the branches.
+    let flex = Device::flex();
+    let x = Tensor::<2>::from_floats([[2.0f32, 4.0]], &flex);
+    let z = Tensor::<2>::from_floats([[0.0f32, 1.0]], &flex);
+    assert_eq!(common::values(resnetc_kernels::shake(x, z)), vec![1.0, 2.5]);
 }
