@@ -761,7 +761,8 @@ impl<'a> Emitter<'a> {
         Ok(args)
     }
 
-    /// Re-initialise a layer's bias to a constant (`bias_init`).
+    /// The constructor statements of a primitive call: its arguments as Rust expressions, then
+    /// the primitive's own `ctor` (`ops`).
     fn ctor_primitive(
         &mut self,
         prim: &'static ops::Primitive,
