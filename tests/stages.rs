@@ -87,6 +87,7 @@ stage_tests! {
     imagenet_resnet_50_d => "specs/imagenet/resnet-50-d.net",
     imagenet_se_resnext_50 => "specs/imagenet/se-resnext-50.net",
     imagenet_eca_resnet_50_d => "specs/imagenet/eca-resnet-50-d.net",
+    imagenet_regnety_200mf => "specs/imagenet/regnety-200mf.net",
 }
 
 /// Emission is deterministic byte for byte, and repeated blocks do not multiply code.

@@ -25,6 +25,7 @@ MODELS = {
     "resnet-50-d": "resnet50d",
     "se-resnext-50": "seresnext50_32x4d",
     "eca-resnet-50-d": "ecaresnet50d",
+    "regnety-200mf": "regnety_002",
 }
 
 
