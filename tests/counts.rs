@@ -62,3 +62,19 @@ fn imagenet_counts_match_timm() {
     }
     assert!(seen.len() >= 3);
 }
+
+/// The oracle's Res2Net case (tests/cases/res2net.net, checked against timm's `Bottle2neck`)
+/// holds the ImageNet spec's blocks unchanged, so the oracle covers the shipped spec's code.
+#[test]
+fn res2net_oracle_case_has_the_specs_blocks() {
+    let read = |path: &str| std::fs::read_to_string(common::root().join(path)).unwrap();
+    let blocks = |text: &str| {
+        let start = text.find("# One step of the hierarchy").expect("the blocks' first comment");
+        let end = text.find("network ").expect("a network");
+        text[start..end].to_string()
+    };
+    let spec = blocks(&read("specs/imagenet/res2net-50-26w-4s.net"));
+    let case = blocks(&read("tests/cases/res2net.net"));
+    assert!(spec.contains("block res2net_bottleneck") && spec.contains("block res2_step"));
+    assert_eq!(case, spec, "tests/cases/res2net.net's blocks differ from the spec's");
+}

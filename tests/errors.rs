@@ -67,6 +67,7 @@ error_tests! {
     channel_conv_unpooled => "tests/errors/channel-conv-unpooled.net",
     drop_path_rate => "tests/errors/drop-path-rate.net",
     shake_of_a_scalar => "tests/errors/shake-of-a-scalar.net",
+    slice_beyond_channels => "tests/errors/slice-beyond-channels.net",
     input_misplaced => "tests/errors/input-misplaced.net",
     input_missing => "tests/errors/input-missing.net",
     input_rank => "tests/errors/input-rank.net",

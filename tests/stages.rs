@@ -88,6 +88,8 @@ stage_tests! {
     imagenet_se_resnext_50 => "specs/imagenet/se-resnext-50.net",
     imagenet_eca_resnet_50_d => "specs/imagenet/eca-resnet-50-d.net",
     imagenet_regnety_200mf => "specs/imagenet/regnety-200mf.net",
+    imagenet_res2net_50_26w_4s => "specs/imagenet/res2net-50-26w-4s.net",
+    case_res2net => "tests/cases/res2net.net",
 }
 
 /// Emission is deterministic byte for byte, and repeated blocks do not multiply code.

@@ -26,6 +26,7 @@ MODELS = {
     "se-resnext-50": "seresnext50_32x4d",
     "eca-resnet-50-d": "ecaresnet50d",
     "regnety-200mf": "regnety_002",
+    "res2net-50-26w-4s": "res2net50_26w_4s",
 }
 
 

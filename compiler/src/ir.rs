@@ -264,6 +264,11 @@ pub enum Layer {
     PRelu {
         channels: u64,
     },
+    /// Channels `start .. start + channels` of the input (features, on flat input).
+    Slice {
+        start: u64,
+        channels: u64,
+    },
 }
 
 impl Layer {
@@ -288,6 +293,7 @@ impl Layer {
             Layer::Activation { function, .. } => function.name(),
             Layer::PRelu { .. } => "prelu",
             Layer::ChannelConv { .. } => "channel_conv",
+            Layer::Slice { .. } => "slice",
         }
     }
 }

@@ -58,6 +58,11 @@ enum Op {
         function: ActFn,
         args: Vec<f64>,
     },
+    /// Channels (features) `start .. start + channels`.
+    Slice {
+        start: usize,
+        channels: usize,
+    },
     Combine {
         combinator: Option<Combinator>,
         arms: Vec<Vec<Op>>,
@@ -451,6 +456,9 @@ impl DynBlock {
                         Field::PRelu(PReluConfig::new().with_num_parameters(channels as usize).init(device)),
                     ),
                     Layer::Activation { function, ref args } => Op::Activation { function, args: args.clone() },
+                    Layer::Slice { start, channels } => {
+                        Op::Slice { start: start as usize, channels: channels as usize }
+                    }
                 },
                 NodeKind::Block { body, .. } => {
                     let child = DynBlock::build(body, device);
@@ -550,6 +558,10 @@ impl DynBlock {
                 Op::Activation { function, args } => match x {
                     Act::Maps(t) => Act::Maps(activation(*function, args, t)),
                     Act::Flat(t) => Act::Flat(activation(*function, args, t)),
+                },
+                Op::Slice { start, channels } => match x {
+                    Act::Maps(t) => Act::Maps(t.narrow(1, *start, *channels)),
+                    Act::Flat(t) => Act::Flat(t.narrow(1, *start, *channels)),
                 },
                 Op::GlobalAvgPool => Act::Maps(burn::tensor::module::adaptive_avg_pool2d(x.maps(), [1, 1])),
                 Op::PadShortcut { stride, before, after } => {

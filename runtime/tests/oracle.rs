@@ -327,6 +327,7 @@ cases!(
     densenet_bc_100_12: "densenet-bc-100-12" => oracle_densenet_bc_100_12::DensenetBc10012,
     se_resnet_20: "se-resnet-20" => oracle_se_resnet_20::SeResnet20,
     exclusive_gating: "exclusive-gating" => oracle_exclusive_gating::ExclusiveGating,
+    res2net: "res2net" => oracle_res2net::Res2net,
 );
 
 // Group norm, layer norm, layer scale, dilation (tests/cases/norms.net): the oracle as above;

@@ -3,7 +3,7 @@
 Run by hand (torch is not in CI); `cargo test -p resnetc-runtime --test oracle` checks resnetc
 against what this writes:
 
-    python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch safetensors numpy
+    python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch safetensors numpy timm
     /tmp/torchenv/bin/python tests/oracle/make.py          # rewrites tests/oracle/*.safetensors
 
 For each case of `cases.tsv` it builds the PyTorch reference of `benches/reference/models.py` at a reduced
@@ -49,6 +49,7 @@ REFERENCES = {
     "se-resnet-20": (lambda: m.CifarResNet(8, 10, block="se"), 1e-4),
     "exclusive-gating": (lambda: m.AblationResNet("exclusive_gate", 10, depth=8), 1e-4),
     "norms": (lambda: Norms(10), 1e-4),
+    "res2net": (lambda: Res2Net(10), 1e-4),
 }
 
 
@@ -137,6 +138,35 @@ class Norms(torch.nn.Module):
         x = x * torch.sigmoid(gate)
         x = self.ln2(F.adaptive_avg_pool2d(x, 1))
         return self.fc(torch.flatten(x, 1))
+
+
+class Res2Net(torch.nn.Module):
+    """tests/cases/res2net.net, from timm's own `Bottle2neck` (timm 1.0, `res2net50_26w_4s`'s
+    block; `pip install timm`): a stride-1 projection block and a hierarchical one, then a
+    strided pair; width 16 per 64 planes, four groups."""
+
+    def __init__(self, classes):
+        super().__init__()
+        from timm.models.res2net import Bottle2neck
+
+        def down(cin, cout, stride):
+            return torch.nn.Sequential(
+                torch.nn.Conv2d(cin, cout, 1, stride, bias=False), torch.nn.BatchNorm2d(cout)
+            )
+
+        def block(cin, planes, stride=1, downsample=None):
+            return Bottle2neck(
+                cin, planes, stride, downsample, base_width=16, scale=4, norm_layer=torch.nn.BatchNorm2d
+            )
+
+        self.conv1, self.bn1 = m.conv3x3(3, 16), torch.nn.BatchNorm2d(16)
+        self.layer1 = torch.nn.Sequential(block(16, 8, 1, down(16, 32, 1)), block(32, 8))
+        self.layer2 = torch.nn.Sequential(block(32, 16, 2, down(32, 64, 2)), block(64, 16))
+        self.fc = torch.nn.Linear(64, classes)
+
+    def forward(self, x):
+        x = self.layer2(self.layer1(F.relu(self.bn1(self.conv1(x)))))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
 def cases():

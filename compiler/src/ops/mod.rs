@@ -59,6 +59,8 @@ pub enum Prim {
     PadShortcut,
     /// `channel_conv(kernel)`: a 1-D convolution across channels (ECA).
     ChannelConv,
+    /// `slice(start, channels)`: a run of the input's channels.
+    Slice,
     /// An element-wise activation of [`activation::TABLE`].
     Act(ActFn),
 }
@@ -268,6 +270,7 @@ pub(crate) fn check(cx: &mut Checker, a: &Args, input: Input) -> Option<(Layer, 
         Prim::Linear => linear::check(cx, a, input),
         Prim::PadShortcut => shortcut::check(cx, a, input),
         Prim::ChannelConv => channel::check(cx, a, input),
+        Prim::Slice => channel::check_slice(cx, a, input),
         Prim::Act(f) => check_activation(cx, a, input, f),
     }
 }
@@ -304,6 +307,7 @@ pub fn counts(layer: &Layer, out: &Shape) -> Option<(u64, u64)> {
         | Layer::MaxPool { .. }
         | Layer::GlobalAvgPool
         | Layer::PadShortcut { .. }
+        | Layer::Slice { .. }
         | Layer::Activation { .. } => Some((0, 0)),
     }
 }
@@ -398,6 +402,7 @@ pub(crate) fn ctor(em: &mut Emitter, a: &mut EmitArgs, field: &Ident) -> Result<
         Prim::Linear => linear::ctor(em, a, field),
         Prim::PadShortcut => shortcut::ctor(a, field),
         Prim::ChannelConv => channel::ctor(a, field),
+        Prim::Slice => channel::slice_ctor(a, field),
         Prim::Act(_) => {
             // Arguments are stored per call: they may differ between a block's calls.
             let args = a.prim.params.iter().map(|p| a.float(p.name)).collect::<Result<Vec<_>, _>>()?;
@@ -423,6 +428,7 @@ pub(crate) fn forward(em: &mut Emitter, prim: Prim, access: TokenStream, rank: &
         Prim::Linear => linear::forward(access, rank),
         Prim::PadShortcut => shortcut::forward(access),
         Prim::ChannelConv => channel::forward(access),
+        Prim::Slice => channel::slice_forward(access),
         Prim::Act(f) => (f.def().forward)(access),
     }
 }
