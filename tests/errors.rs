@@ -68,6 +68,8 @@ error_tests! {
     drop_path_rate => "tests/errors/drop-path-rate.net",
     shake_of_a_scalar => "tests/errors/shake-of-a-scalar.net",
     slice_beyond_channels => "tests/errors/slice-beyond-channels.net",
+    pair_for_channels => "tests/errors/pair-for-channels.net",
+    pair_kernel_too_tall => "tests/errors/pair-kernel-too-tall.net",
     input_misplaced => "tests/errors/input-misplaced.net",
     input_missing => "tests/errors/input-missing.net",
     input_rank => "tests/errors/input-rank.net",

@@ -6,7 +6,7 @@
 //! reported once even when the faulty block is expanded many times.
 
 use crate::diag::{Diagnostic, Span, codes};
-use crate::ir::{Activation, Layer, MergeExpr, Network, Node, NodeKind, Shape, Ty, Value};
+use crate::ir::{Activation, Hw, Layer, MergeExpr, Network, Node, NodeKind, Shape, Ty, Value};
 use crate::names::{self, did_you_mean, is_primitive, site_names};
 use crate::ops;
 use crate::syntax::ast::{self, BinaryOp, Call, Combinator, DefKind, Definition, Expr, ExprKind, Op, Stmt, UnaryOp};
@@ -40,14 +40,17 @@ impl Override {
             return Err(format!("`{name}` is not a parameter name"));
         }
         let value = parse_value(value.trim())
-            .ok_or_else(|| format!("`{}` is not a number, boolean or activation (in `{text}`)", value.trim()))?;
+            .ok_or_else(|| format!("`{}` is not a number, boolean, pair or activation (in `{text}`)", value.trim()))?;
         Ok(Override { name: name.to_string(), value, span: None })
     }
 }
 
-/// Parse a literal value: an integer, a float, a boolean, or an activation (`mish`,
-/// `leaky_relu(0.2)`).
+/// Parse a literal value: an integer, a float, a boolean, a pair of integers (`(1, 7)`), or an
+/// activation (`mish`, `leaky_relu(0.2)`).
 pub fn parse_value(text: &str) -> Option<Value> {
+    if let Some((h, w)) = text.strip_prefix('(').and_then(|t| t.strip_suffix(')')).and_then(|t| t.split_once(',')) {
+        return Some(Value::Pair(h.trim().parse().ok()?, w.trim().parse().ok()?));
+    }
     match text {
         "true" => Some(Value::Bool(true)),
         "false" => Some(Value::Bool(false)),
@@ -1235,25 +1238,15 @@ impl Checker {
     }
 
     fn resolve_expr(&mut self, e: &Expr, scope: &[String]) {
-        match &e.kind {
+        e.visit(&mut |e| match &e.kind {
             ExprKind::Var(name) if !scope.iter().any(|s| s == name) && Activation::named(name).is_none() => {
                 self.unknown_name(name, e.span, scope.iter().map(String::as_str));
             }
-            ExprKind::Unary(_, a) => self.resolve_expr(a, scope),
-            ExprKind::Binary(_, a, b) => {
-                self.resolve_expr(a, scope);
-                self.resolve_expr(b, scope);
-            }
-            ExprKind::Func(name, args) => {
-                if Activation::named(&name.name).is_none() && name.name != names::SHAKE {
-                    self.function_arity(name, args.len(), e.span);
-                }
-                for a in args {
-                    self.resolve_expr(a, scope);
-                }
+            ExprKind::Func(name, args) if Activation::named(&name.name).is_none() && name.name != names::SHAKE => {
+                self.function_arity(name, args.len(), e.span);
             }
             _ => {}
-        }
+        });
     }
 
     fn unknown_name<'n>(&mut self, name: &str, span: Span, in_scope: impl Iterator<Item = &'n str> + Clone) {
@@ -1346,8 +1339,25 @@ impl Checker {
         padding: u64,
         what: &str,
     ) -> Option<(u64, u64)> {
-        let out = |n: u64| (n + 2 * padding).checked_sub(kernel).map(|r| r / stride + 1);
-        match (out(h), out(w)) {
+        self.spatial_hw(call, h, w, Hw::square(kernel), Hw::square(stride), Hw::square(padding), what)
+    }
+
+    /// The output size of a sliding window with per-axis kernel (its dilated extent), stride
+    /// and padding, or an error when it leaves no pixels.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn spatial_hw(
+        &mut self,
+        call: &Call,
+        h: u64,
+        w: u64,
+        kernel: Hw,
+        stride: Hw,
+        padding: Hw,
+        what: &str,
+    ) -> Option<(u64, u64)> {
+        let out =
+            |n: u64, axis: usize| (n + 2 * padding.0[axis]).checked_sub(kernel.0[axis]).map(|r| r / stride.0[axis] + 1);
+        match (out(h, 0), out(w, 1)) {
             (Some(oh), Some(ow)) if oh > 0 && ow > 0 => Some((oh, ow)),
             _ => {
                 self.error(
@@ -1475,6 +1485,20 @@ impl Checker {
                 let (va, vb) = (va?, vb?);
                 self.binary(*op, va, vb, e, a.span, b.span)
             }
+            ExprKind::Pair(a, b) => {
+                let (va, vb) = (self.eval(a, scope), self.eval(b, scope));
+                match (va?, vb?) {
+                    (Value::Int(h), Value::Int(w)) => Some(Value::Pair(h, w)),
+                    (Value::Int(_), other) => {
+                        self.type_error(b.span, Ty::Int, other);
+                        None
+                    }
+                    (other, _) => {
+                        self.type_error(a.span, Ty::Int, other);
+                        None
+                    }
+                }
+            }
             ExprKind::Func(name, args) => {
                 let values: Vec<Option<Value>> = args.iter().map(|a| self.eval(a, scope)).collect();
                 let values: Vec<Value> = values.into_iter().collect::<Option<_>>()?;
@@ -1529,7 +1553,8 @@ impl Checker {
             }
             Eq | Ne
                 if matches!((a, b), (Value::Bool(_), Value::Bool(_)))
-                    || matches!((a, b), (Value::Act(_), Value::Act(_))) =>
+                    || matches!((a, b), (Value::Act(_), Value::Act(_)))
+                    || matches!((a, b), (Value::Pair(..), Value::Pair(..))) =>
             {
                 let eq = a == b;
                 Some(Value::Bool(if op == Eq { eq } else { !eq }))
@@ -1538,10 +1563,10 @@ impl Checker {
                 let num = |v: Value| match v {
                     Value::Int(i) => Some(i as f64),
                     Value::Float(f) => Some(f),
-                    Value::Bool(_) | Value::Act(_) => None,
+                    Value::Bool(_) | Value::Act(_) | Value::Pair(..) => None,
                 };
                 let (Some(x), Some(y)) = (num(a), num(b)) else {
-                    let (s, v) = if matches!(a, Value::Bool(_) | Value::Act(_)) { (sa, a) } else { (sb, b) };
+                    let (s, v) = if num(a).is_none() { (sa, a) } else { (sb, b) };
                     self.type_error(s, Ty::Int, v);
                     return None;
                 };
@@ -1618,7 +1643,7 @@ impl Checker {
         let mut nums = Vec::new();
         for (v, a) in values.iter().zip(args) {
             match v {
-                Value::Bool(_) | Value::Act(_) => {
+                Value::Bool(_) | Value::Act(_) | Value::Pair(..) => {
                     self.type_error(a.span, Ty::Float, *v);
                     return None;
                 }
@@ -1682,13 +1707,7 @@ fn activation_call(act: Activation, call: &Call) -> Call {
 
 /// Whether `e` mentions any of `names` as a variable.
 fn mentions_any(e: &Expr, names: &[&str]) -> bool {
-    match &e.kind {
-        ExprKind::Var(v) => names.contains(&v.as_str()),
-        ExprKind::Unary(_, a) => mentions_any(a, names),
-        ExprKind::Binary(_, a, b) => mentions_any(a, names) || mentions_any(b, names),
-        ExprKind::Func(_, args) => args.iter().any(|a| mentions_any(a, names)),
-        _ => false,
-    }
+    e.any(&mut |e| matches!(&e.kind, ExprKind::Var(v) if names.contains(&v.as_str())))
 }
 
 fn broadcasts(a: &Shape, b: &Shape) -> bool {
@@ -1724,20 +1743,14 @@ fn stmt_span(stmt: &Stmt) -> Span {
 
 /// `depth = 21, k = 4`: the values of the variables an expression mentions.
 fn referenced_values(e: &Expr, scope: &Scope) -> String {
-    fn collect(e: &Expr, out: &mut Vec<String>) {
-        match &e.kind {
-            ExprKind::Var(n) if !out.contains(n) => out.push(n.clone()),
-            ExprKind::Unary(_, a) => collect(a, out),
-            ExprKind::Binary(_, a, b) => {
-                collect(a, out);
-                collect(b, out)
-            }
-            ExprKind::Func(_, args) => args.iter().for_each(|a| collect(a, out)),
-            _ => {}
+    let mut vars: Vec<String> = Vec::new();
+    e.visit(&mut |e| {
+        if let ExprKind::Var(n) = &e.kind
+            && !vars.contains(n)
+        {
+            vars.push(n.clone());
         }
-    }
-    let mut vars = Vec::new();
-    collect(e, &mut vars);
+    });
     vars.iter().filter_map(|v| scope.get(v).flatten().map(|val| format!("{v} = {val}"))).collect::<Vec<_>>().join(", ")
 }
 
@@ -1751,6 +1764,8 @@ mod tests {
         assert_eq!(Override::parse("dropout = 0.3").unwrap().value, Value::Float(0.3));
         assert_eq!(Override::parse("bias=true").unwrap().value, Value::Bool(true));
         assert_eq!(Override::parse("k=-2").unwrap().value, Value::Int(-2));
+        assert_eq!(Override::parse("kernel=(1, 7)").unwrap().value, Value::Pair(1, 7));
+        assert!(Override::parse("kernel=(1, 7.5)").is_err());
         assert!(Override::parse("k").unwrap_err().contains("NAME=VALUE"));
         assert!(Override::parse("k=ten").is_err());
         assert!(Override::parse("bad name=1").is_err());

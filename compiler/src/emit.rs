@@ -1061,6 +1061,10 @@ impl<'a> Emitter<'a> {
                 let op_tokens: TokenStream = op.symbol().parse().expect("operators are Rust tokens");
                 Typed { tokens: quote!(#lt #op_tokens #rt), ty: result_ty, prec }
             }
+            ExprKind::Pair(h, w) => {
+                let (h, w) = (self.expr(h, ctx)?.tokens, self.expr(w, ctx)?.tokens);
+                Typed { tokens: quote!([#h, #w]), ty: Ty::Pair, prec: 9 }
+            }
             ExprKind::Func(name, args) => {
                 let mut vals = Vec::new();
                 for a in args {
@@ -1261,13 +1265,7 @@ fn takes_index(def: &Definition) -> bool {
 
 fn mentions(body: &[Stmt], var: &str) -> bool {
     fn expr(e: &Expr, var: &str) -> bool {
-        match &e.kind {
-            ExprKind::Var(v) => v == var,
-            ExprKind::Unary(_, a) => expr(a, var),
-            ExprKind::Binary(_, a, b) => expr(a, var) || expr(b, var),
-            ExprKind::Func(_, args) => args.iter().any(|a| expr(a, var)),
-            _ => false,
-        }
+        e.mentions(var)
     }
     fn call(c: &Call, var: &str) -> bool {
         c.args.iter().any(|a| expr(&a.value, var))
@@ -1340,24 +1338,12 @@ fn arm_names(arms: &[(crate::syntax::ast::Ident, Branch)]) -> Vec<String> {
 
 /// Whether `e` names one of the branches.
 fn mentions_arm(e: &Expr, names: &[String]) -> bool {
-    match &e.kind {
-        ExprKind::Var(v) => names.contains(v),
-        ExprKind::Unary(_, a) => mentions_arm(a, names),
-        ExprKind::Binary(_, a, b) => mentions_arm(a, names) || mentions_arm(b, names),
-        ExprKind::Func(_, args) => args.iter().any(|a| mentions_arm(a, names)),
-        _ => false,
-    }
+    e.any(&mut |e| matches!(&e.kind, ExprKind::Var(v) if names.contains(v)))
 }
 
 /// Whether `e` reads a variable (a parameter or `let`), so its value is known only per call.
 fn reads_variable(e: &Expr) -> bool {
-    match &e.kind {
-        ExprKind::Var(_) => true,
-        ExprKind::Unary(_, a) => reads_variable(a),
-        ExprKind::Binary(_, a, b) => reads_variable(a) || reads_variable(b),
-        ExprKind::Func(_, args) => args.iter().any(reads_variable),
-        _ => false,
-    }
+    e.any(&mut |e| matches!(e.kind, ExprKind::Var(_)))
 }
 
 /// The scalar parts of a merge expression that read variables, in source order: the
@@ -1370,14 +1356,8 @@ fn merge_scalars<'e>(e: &'e Expr, names: &[String]) -> Vec<&'e Expr> {
             }
             return;
         }
-        match &e.kind {
-            ExprKind::Unary(_, a) => walk(a, names, out),
-            ExprKind::Binary(_, a, b) => {
-                walk(a, names, out);
-                walk(b, names, out);
-            }
-            ExprKind::Func(_, args) => args.iter().for_each(|a| walk(a, names, out)),
-            _ => {}
+        for c in e.children() {
+            walk(c, names, out);
         }
     }
     let mut out = Vec::new();
@@ -1398,16 +1378,13 @@ fn scalar_method(op: BinaryOp) -> Option<&'static str> {
 
 /// How often each branch is read by a merge expression.
 fn count_uses(e: &Expr, names: &[String], uses: &mut HashMap<String, usize>) {
-    match &e.kind {
-        ExprKind::Var(v) if names.contains(v) => *uses.entry(v.clone()).or_insert(0) += 1,
-        ExprKind::Unary(_, a) => count_uses(a, names, uses),
-        ExprKind::Binary(_, a, b) => {
-            count_uses(a, names, uses);
-            count_uses(b, names, uses);
+    e.visit(&mut |e| {
+        if let ExprKind::Var(v) = &e.kind
+            && names.contains(v)
+        {
+            *uses.entry(v.clone()).or_insert(0) += 1;
         }
-        ExprKind::Func(_, args) => args.iter().for_each(|a| count_uses(a, names, uses)),
-        _ => {}
-    }
+    });
 }
 
 /// A merge sub-expression in Rust: a tensor (with its precedence) or an `f64`.
@@ -1538,6 +1515,7 @@ fn ty_tokens(ty: Ty) -> TokenStream {
         Ty::Bool => quote!(bool),
         // Activation parameters are resolved before emission, never declared.
         Ty::Act => quote!(()),
+        Ty::Pair => quote!([i64; 2]),
     }
 }
 
@@ -1547,6 +1525,10 @@ fn value_tokens(v: Value) -> (TokenStream, TokenStream) {
         Value::Float(f) => (quote!(f64), Literal::f64_unsuffixed(f).into_token_stream()),
         Value::Bool(b) => (quote!(bool), if b { quote!(true) } else { quote!(false) }),
         Value::Act(_) => (quote!(()), quote!(())),
+        Value::Pair(h, w) => {
+            let (h, w) = (Literal::i64_unsuffixed(h), Literal::i64_unsuffixed(w));
+            (quote!([i64; 2]), quote!([#h, #w]))
+        }
     }
 }
 
@@ -1571,6 +1553,28 @@ pub(crate) fn cast(v: Typed, ty: Ty) -> Typed {
     }
     let t = paren(v, 7).tokens;
     Typed { tokens: quote!(#t as f64), ty: Ty::Float, prec: 7 }
+}
+
+/// An integer (both axes) or a pair as a `[usize; 2]` expression (the checker proved it
+/// non-negative).
+pub(crate) fn to_usize_hw(v: Typed) -> TokenStream {
+    let literal = |t: &TokenStream| t.to_string().chars().all(|c| c.is_ascii_digit() || " [,]".contains(c));
+    match v.ty {
+        Ty::Pair if literal(&v.tokens) => v.tokens,
+        // A pair written in place, `[1, k]`: each element cast (`[1, k as usize]`).
+        Ty::Pair if let Ok(array) = syn::parse2::<syn::ExprArray>(v.tokens.clone()) => {
+            let elems = array.elems.iter().map(|e| to_usize(Typed { tokens: quote!(#e), ty: Ty::Int, prec: 9 }));
+            quote!([#(#elems),*])
+        }
+        Ty::Pair => {
+            let t = v.tokens;
+            quote!(#t.map(|v| v as usize))
+        }
+        _ => {
+            let t = to_usize(v);
+            quote!([#t; 2])
+        }
+    }
 }
 
 /// An `i64` expression as a `usize` (the checker proved it non-negative).

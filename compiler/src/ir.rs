@@ -64,6 +64,43 @@ impl fmt::Display for Shape {
     }
 }
 
+/// Height and width of a kernel, stride or padding; serialised as one number when they are equal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hw(pub [u64; 2]);
+
+impl Hw {
+    /// The same along both axes.
+    pub fn square(n: u64) -> Self {
+        Hw([n, n])
+    }
+
+    pub fn h(self) -> u64 {
+        self.0[0]
+    }
+
+    pub fn w(self) -> u64 {
+        self.0[1]
+    }
+}
+
+impl fmt::Display for Hw {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            [h, w] if h == w => write!(f, "{h}"),
+            [h, w] => write!(f, "({h}, {w})"),
+        }
+    }
+}
+
+impl Serialize for Hw {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            [h, w] if h == w => serializer.serialize_u64(h),
+            pair => pair.serialize(serializer),
+        }
+    }
+}
+
 /// A value of the expression language.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -73,6 +110,8 @@ pub enum Value {
     Bool(bool),
     /// An activation layer (`act = mish`, `leaky_relu(0.2)`): a parameter called as a layer.
     Act(Activation),
+    /// `(h, w)`: a pair of integers, height then width (a rectangular kernel, stride or padding).
+    Pair(i64, i64),
 }
 
 impl Value {
@@ -83,6 +122,7 @@ impl Value {
             Value::Float(_) => Ty::Float,
             Value::Bool(_) => Ty::Bool,
             Value::Act(_) => Ty::Act,
+            Value::Pair(..) => Ty::Pair,
         }
     }
 }
@@ -94,6 +134,7 @@ impl fmt::Display for Value {
             Value::Float(v) => write!(f, "{v:?}"),
             Value::Bool(v) => write!(f, "{v}"),
             Value::Act(a) => write!(f, "{a}"),
+            Value::Pair(h, w) => write!(f, "({h}, {w})"),
         }
     }
 }
@@ -163,6 +204,8 @@ pub enum Ty {
     Bool,
     /// An activation layer.
     Act,
+    /// A pair of integers.
+    Pair,
 }
 
 impl fmt::Display for Ty {
@@ -172,6 +215,7 @@ impl fmt::Display for Ty {
             Ty::Float => "float",
             Ty::Bool => "boolean",
             Ty::Act => "activation",
+            Ty::Pair => "pair of integers",
         })
     }
 }
@@ -183,9 +227,9 @@ pub enum Layer {
     Conv {
         in_channels: u64,
         out_channels: u64,
-        kernel: u64,
-        stride: u64,
-        padding: u64,
+        kernel: Hw,
+        stride: Hw,
+        padding: Hw,
         groups: u64,
         /// Spacing of the kernel's taps (1: a plain convolution).
         #[serde(skip_serializing_if = "is_one")]

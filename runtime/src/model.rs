@@ -241,10 +241,11 @@ fn conv(layer: &Layer, device: &Device) -> Conv2d {
     else {
         unreachable!("conv() is called for convolution layers only")
     };
-    let (k, s, p) = (kernel as usize, stride as usize, padding as usize);
-    let mut conv = Conv2dConfig::new([in_channels as usize, out_channels as usize], [k, k])
-        .with_stride([s, s])
-        .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+    let pair = |v: resnetc_compiler::ir::Hw| v.0.map(|n| n as usize);
+    let (k, s, [ph, pw]) = (pair(kernel), pair(stride), pair(padding));
+    let mut conv = Conv2dConfig::new([in_channels as usize, out_channels as usize], k)
+        .with_stride(s)
+        .with_padding(PaddingConfig2d::Explicit(ph, pw, ph, pw))
         .with_dilation([dilation as usize, dilation as usize])
         .with_groups(groups as usize)
         .with_bias(bias)

@@ -217,7 +217,7 @@ fn every_family_matches_flex() {
         same_on_gpu(cols[0], &common::network_with(cols[1], &set));
         n += 1;
     }
-    assert_eq!(n, 9);
+    assert!(n >= 11, "only {n} of the oracle's cases ran");
 }
 
 /// Known discrepancy, kept visible: on lavapipe, preresnet-164 at depth 11 gives a forward pass

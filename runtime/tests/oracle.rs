@@ -328,6 +328,7 @@ cases!(
     se_resnet_20: "se-resnet-20" => oracle_se_resnet_20::SeResnet20,
     exclusive_gating: "exclusive-gating" => oracle_exclusive_gating::ExclusiveGating,
     res2net: "res2net" => oracle_res2net::Res2net,
+    factorised: "factorised" => oracle_factorised::FactorisedConvs,
 );
 
 // Group norm, layer norm, layer scale, dilation (tests/cases/norms.net): the oracle as above;

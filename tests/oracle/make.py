@@ -50,6 +50,7 @@ REFERENCES = {
     "exclusive-gating": (lambda: m.AblationResNet("exclusive_gate", 10, depth=8), 1e-4),
     "norms": (lambda: Norms(10), 1e-4),
     "res2net": (lambda: Res2Net(10), 1e-4),
+    "factorised": (lambda: Factorised(10), 1e-4),
 }
 
 
@@ -138,6 +139,29 @@ class Norms(torch.nn.Module):
         x = x * torch.sigmoid(gate)
         x = self.ln2(F.adaptive_avg_pool2d(x, 1))
         return self.fc(torch.flatten(x, 1))
+
+
+class Factorised(torch.nn.Module):
+    """tests/cases/factorised.net: rectangular kernels, strides and padding."""
+
+    def __init__(self, classes):
+        super().__init__()
+        bn = torch.nn.BatchNorm2d
+        self.conv1, self.bn1 = torch.nn.Conv2d(3, 16, 3, 1, 1, bias=False), bn(16)
+        self.f1, self.fbn1 = torch.nn.Conv2d(16, 16, (1, 7), padding=(0, 3), bias=False), bn(16)
+        self.f2, self.fbn2 = torch.nn.Conv2d(16, 16, (7, 1), padding=(3, 0), bias=False), bn(16)
+        self.conv2, self.bn2 = torch.nn.Conv2d(16, 24, (3, 1), stride=(2, 1), padding=(1, 0), bias=False), bn(24)
+        self.conv3 = torch.nn.Conv2d(24, 24, (1, 3), padding=(0, 2), dilation=2)
+        self.conv4, self.bn4 = torch.nn.Conv2d(24, 32, 3, stride=(1, 2), padding=1, bias=False), bn(32)
+        self.fc = torch.nn.Linear(32, classes)
+
+    def forward(self, x):
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = F.relu(x + self.fbn2(self.f2(F.relu(self.fbn1(self.f1(x))))))
+        x = F.relu(self.bn2(self.conv2(x)))
+        x = F.relu(self.conv3(x))
+        x = F.relu(self.bn4(self.conv4(x)))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
 class Res2Net(torch.nn.Module):

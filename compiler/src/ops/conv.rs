@@ -10,7 +10,7 @@ use super::{Args, Default, EmitArgs, Helper, Input, Kernel, Prim, Primitive, Use
 use crate::check::Checker;
 use crate::diag::{Diagnostic, codes};
 use crate::emit::Emitter;
-use crate::ir::{Layer, Shape};
+use crate::ir::{Hw, Layer, Shape};
 use proc_macro2::{Ident, TokenStream};
 use quote::quote;
 
@@ -83,22 +83,24 @@ fn fixed_kernel(prim: Prim) -> Option<u64> {
 pub(super) fn check(cx: &mut Checker, a: &Args, input: Input) -> Option<(Layer, Shape)> {
     let out = a.int(cx, "out", "output channels", 1, None)?;
     let kernel = match fixed_kernel(a.prim.prim) {
-        Some(k) => k,
-        None => a.int(cx, "kernel", "kernel size", 1, None)?,
+        Some(k) => Hw::square(k),
+        None => a.hw(cx, "kernel", "kernel size", 1, None)?,
     };
-    let stride = a.int(cx, "stride", "stride", 1, None)?;
+    let stride = a.hw(cx, "stride", "stride", 1, None)?;
     let groups = a.int(cx, "groups", "groups", 1, None)?;
     let bias = a.boolean(cx, "bias")?;
     let bias_init = super::bias_init(cx, a, bias)?;
     let dilation = a.int(cx, "dilation", "dilation", 1, None)?;
-    // The span of the dilated kernel, which the default padding and the output size follow.
-    let Some(extent) = dilation.checked_mul(kernel - 1).and_then(|e| e.checked_add(1)) else {
+    // The span of the dilated kernel per axis, which the default padding and the output size follow.
+    let span = |k: u64| dilation.checked_mul(k - 1).and_then(|e| e.checked_add(1));
+    let (Some(eh), Some(ew)) = (span(kernel.h()), span(kernel.w())) else {
         cx.error(Diagnostic::error(codes::OVERFLOW, a.span("dilation"), "dilation × kernel overflows"));
         return None;
     };
+    let extent = Hw([eh, ew]);
     let padding = match fixed_kernel(a.prim.prim) {
-        Some(_) => PADDING.int(Some(extent))?,
-        None => a.int(cx, "padding", "padding", 0, Some(extent))?,
+        Some(_) => Hw::square(PADDING.int(Some(eh))?),
+        None => a.hw(cx, "padding", "padding", 0, Some(extent))?,
     };
     let [c, h, w] = input.chw?;
     for (what, n) in [("input", c), ("output", out)] {
@@ -115,7 +117,7 @@ pub(super) fn check(cx: &mut Checker, a: &Args, input: Input) -> Option<(Layer, 
             return None;
         }
     }
-    let (oh, ow) = cx.spatial(a.call, h, w, extent, stride, padding, "convolution")?;
+    let (oh, ow) = cx.spatial_hw(a.call, h, w, extent, stride, padding, "convolution")?;
     Some((
         Layer::Conv { in_channels: c, out_channels: out, kernel, stride, padding, groups, dilation, bias, bias_init },
         Shape::chw(out, oh, ow),
@@ -124,7 +126,7 @@ pub(super) fn check(cx: &mut Checker, a: &Args, input: Input) -> Option<(Layer, 
 
 pub(super) fn counts(layer: &Layer, out: &Shape) -> Option<(u64, u64)> {
     let Layer::Conv { in_channels, out_channels, kernel, groups, bias, .. } = *layer else { return None };
-    let per_out = (in_channels / groups).checked_mul(kernel)?.checked_mul(kernel)?;
+    let per_out = (in_channels / groups).checked_mul(kernel.h())?.checked_mul(kernel.w())?;
     let weights = out_channels.checked_mul(per_out)?;
     let params = weights.checked_add(if bias { out_channels } else { 0 })?;
     let [_, oh, ow] = out.as_chw()?;
@@ -133,9 +135,12 @@ pub(super) fn counts(layer: &Layer, out: &Shape) -> Option<(u64, u64)> {
 }
 
 pub(super) fn ctor(em: &mut Emitter, a: &mut EmitArgs, field: &Ident) -> Result<Vec<TokenStream>, Vec<Diagnostic>> {
+    let fixed = fixed_kernel(a.prim.prim);
+    if ["kernel", "stride", "padding"].iter().any(|n| a.is_pair(n)) {
+        return rect_ctor(em, a, field, fixed);
+    }
     em.uses(&[Use::Helper(Helper::Conv), Use::Helper(Helper::Window)]);
     let outc = a.usize("out", Kernel::None)?;
-    let fixed = fixed_kernel(a.prim.prim);
     let kernel = match fixed {
         Some(k) => {
             let k = proc_macro2::Literal::u64_unsuffixed(k);
@@ -176,6 +181,66 @@ pub(super) fn ctor(em: &mut Emitter, a: &mut EmitArgs, field: &Ident) -> Result<
         out.push(super::fill_bias(em, field, init));
     }
     Ok(out)
+}
+
+/// A convolution given a pair `(h, w)` for its kernel, stride or padding: through the per-axis
+/// helper (square convolutions keep the scalar ones, so their code is unchanged).
+fn rect_ctor(
+    em: &mut Emitter,
+    a: &mut EmitArgs,
+    field: &Ident,
+    fixed: Option<u64>,
+) -> Result<Vec<TokenStream>, Vec<Diagnostic>> {
+    em.uses(&[Use::Helper(Helper::RectConv)]);
+    let hw = |a: &mut EmitArgs, name: &str| a.take(name).map(crate::emit::to_usize_hw);
+    let outc = a.usize("out", Kernel::None)?;
+    let kernel = match fixed {
+        Some(k) => {
+            let k = proc_macro2::Literal::u64_unsuffixed(k);
+            quote!([#k, #k])
+        }
+        None => hw(a, "kernel").ok_or_else(|| a.missing("kernel"))?,
+    };
+    let stride = hw(a, "stride").unwrap_or_else(|| quote!([1, 1]));
+    let padding = match hw(a, "padding") {
+        Some(p) if fixed.is_none() => quote!(Some(#p)),
+        _ => quote!(None),
+    };
+    let dilation = a.usize("dilation", Kernel::None)?;
+    let groups = a.usize("groups", Kernel::None)?;
+    let bias = a.boolean("bias")?;
+    let mut out = vec![quote! {
+        let (#field, out) = conv_hw(shape, #outc, #kernel, #stride, #padding, #dilation, #groups, #bias, device);
+        shape = out;
+    }];
+    if let Some(init) = a.take("bias_init") {
+        out.push(super::fill_bias(em, field, init));
+    }
+    Ok(out)
+}
+
+/// `conv` with kernel, stride and padding per axis (factorised `1×7` / `7×1` convolutions).
+pub(super) fn rect_helper() -> TokenStream {
+    quote! {
+        /// `conv` with kernel, stride and padding as `[height, width]` (padding `None`: "same" for
+        /// odd kernels), its taps `dilation` apart, on an input of shape `shape`; returns the
+        /// layer and its output shape.
+        fn conv_hw(shape: [usize; 3], channels: usize, kernel: [usize; 2], stride: [usize; 2], padding: Option<[usize; 2]>, dilation: usize, groups: usize, bias: bool, device: &Device) -> (Conv2d, [usize; 3]) {
+            // The dilated kernel's extent along each axis.
+            let extent = kernel.map(|k| dilation * (k - 1) + 1);
+            let padding = padding.unwrap_or(extent.map(|e| (e - 1) / 2));
+            let conv = Conv2dConfig::new([shape[0], channels], kernel)
+                .with_stride(stride)
+                .with_padding(PaddingConfig2d::Explicit(padding[0], padding[1], padding[0], padding[1]))
+                .with_dilation([dilation, dilation])
+                .with_groups(groups)
+                .with_bias(bias)
+                .with_initializer(Initializer::KaimingNormal { gain: std::f64::consts::SQRT_2, fan_out_only: true })
+                .init(device);
+            let size = |n: usize, i: usize| (n + 2 * padding[i] - extent[i]) / stride[i] + 1;
+            (conv, [channels, size(shape[1], 0), size(shape[2], 1)])
+        }
+    }
 }
 
 pub(super) fn forward(access: TokenStream) -> TokenStream {

@@ -11,7 +11,7 @@
 use crate::check::Checker;
 use crate::diag::{Diagnostic, Span, codes};
 use crate::emit::{Emitter, Typed};
-use crate::ir::{Layer, Shape, Value};
+use crate::ir::{Hw, Layer, Shape, Value};
 use crate::syntax::ast::Call;
 use proc_macro2::{Ident, Literal, TokenStream};
 use quote::quote;
@@ -112,6 +112,8 @@ pub enum Helper {
     Conv,
     /// `fn conv_dilated(...)`: the same, dilated.
     DilatedConv,
+    /// `fn conv_hw(...)`: kernel, stride and padding per axis.
+    RectConv,
     /// `fn fill_bias(...)`: `bias_init`.
     FillBias,
     /// `fn batch_norm(...)`: PyTorch's training-mode batch norm.
@@ -228,6 +230,26 @@ impl Args<'_> {
         match self.get(name) {
             Some(v) => cx.int(v, what, min),
             None => self.default(name).int(kernel),
+        }
+    }
+
+    /// A size along height and width: an integer (both) or a pair `(h, w)`, each at least
+    /// `min`, or its default per axis (`kernel`: for defaults that depend on it).
+    pub fn hw(&self, cx: &mut Checker, name: &str, what: &str, min: i64, kernel: Option<Hw>) -> Option<Hw> {
+        match self.get(name) {
+            Some((Value::Pair(h, w), span)) => {
+                let h = cx.int((Value::Int(h), span), &format!("{what} (height)"), min);
+                let w = cx.int((Value::Int(w), span), &format!("{what} (width)"), min);
+                Some(Hw([h?, w?]))
+            }
+            Some(v) => cx.int(v, what, min).map(Hw::square),
+            None => {
+                let default = self.default(name);
+                match kernel {
+                    Some(k) => Some(Hw([default.int(Some(k.h()))?, default.int(Some(k.w()))?])),
+                    None => default.int(None).map(Hw::square),
+                }
+            }
         }
     }
 
@@ -374,6 +396,11 @@ impl EmitArgs {
         }
     }
 
+    /// Whether the argument `name` was given as a pair `(h, w)`.
+    pub fn is_pair(&self, name: &str) -> bool {
+        self.values.get(name).is_some_and(|v| v.ty == crate::ir::Ty::Pair)
+    }
+
     /// An optional argument (`Default::Unset`), if given.
     pub fn take(&mut self, name: &str) -> Option<Typed> {
         self.values.remove(name)
@@ -438,6 +465,7 @@ pub(crate) fn helper(h: Helper) -> TokenStream {
     match h {
         Helper::Conv => conv::helper(),
         Helper::DilatedConv => conv::dilated_helper(),
+        Helper::RectConv => conv::rect_helper(),
         Helper::FillBias => linear::fill_bias_helper(),
         Helper::BatchNorm => norm::helper(),
         Helper::Window => pool::window_helper(),

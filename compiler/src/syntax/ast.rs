@@ -142,6 +142,8 @@ pub enum ExprKind {
     Unary(UnaryOp, Box<Expr>),
     Binary(BinaryOp, Box<Expr>, Box<Expr>),
     Func(Ident, Vec<Expr>),
+    /// `(h, w)`: a pair of integers (a rectangular kernel, stride or padding).
+    Pair(Box<Expr>, Box<Expr>),
 }
 
 /// Prefix operators.
@@ -327,6 +329,37 @@ impl Expr {
     }
 }
 
+impl Expr {
+    /// The direct sub-expressions, in source order: the one place that knows the shape of
+    /// every expression kind, for the walks of the checker and the emitter.
+    pub fn children(&self) -> Vec<&Expr> {
+        match &self.kind {
+            ExprKind::Int(_) | ExprKind::Float(_) | ExprKind::Bool(_) | ExprKind::Var(_) => Vec::new(),
+            ExprKind::Unary(_, a) => vec![a],
+            ExprKind::Binary(_, a, b) | ExprKind::Pair(a, b) => vec![a, b],
+            ExprKind::Func(_, args) => args.iter().collect(),
+        }
+    }
+
+    /// Whether `f` holds for this expression or any inside it (pre-order, stopping at the first).
+    pub fn any(&self, f: &mut impl FnMut(&Expr) -> bool) -> bool {
+        f(self) || self.children().into_iter().any(|c| c.any(f))
+    }
+
+    /// Visit this expression and every one inside it, in pre-order.
+    pub fn visit<'e>(&'e self, f: &mut impl FnMut(&'e Expr)) {
+        f(self);
+        for c in self.children() {
+            c.visit(f);
+        }
+    }
+
+    /// Whether the expression reads the variable `name` anywhere.
+    pub fn mentions(&self, name: &str) -> bool {
+        self.any(&mut |e| matches!(&e.kind, ExprKind::Var(v) if v == name))
+    }
+}
+
 fn binary_precedence(op: BinaryOp) -> u8 {
     use BinaryOp::*;
     match op {
@@ -372,6 +405,7 @@ impl fmt::Display for Expr {
                 }
                 write!(f, ")")
             }
+            ExprKind::Pair(a, b) => write!(f, "({a}, {b})"),
         }
     }
 }

@@ -150,7 +150,7 @@ fn rule_name(rule: Rule) -> &'static str {
         Rule::call => "a layer or block",
         Rule::args => "`(`",
         Rule::arg => "an argument",
-        Rule::expr | Rule::func_call | Rule::var => "an expression",
+        Rule::expr | Rule::func_call | Rule::var | Rule::tuple => "an expression",
         Rule::neg | Rule::sub => "`-`",
         Rule::not => "`!`",
         Rule::or => "`||`",
@@ -420,6 +420,12 @@ impl Builder {
                 let name = self.ident(inner.next().expect("function has a name"));
                 let args = inner.map(|a| self.expr(a)).collect();
                 ExprKind::Func(name, args)
+            }
+            Rule::tuple => {
+                let mut inner = pair.into_inner();
+                let mut next = || self.expr(inner.next().expect("grammar: a tuple has two elements"));
+                let (first, second) = (next(), next());
+                ExprKind::Pair(Box::new(first), Box::new(second))
             }
             Rule::expr => return self.expr(pair),
             _ => unreachable!("grammar: primary kinds"),
