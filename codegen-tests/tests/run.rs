@@ -94,8 +94,9 @@ fn resnet_20_a_pads_channels_and_has_no_shortcut_weights() {
     assert_eq!(c.trainable, 269_722);
     assert_names_match(&c, specs::resnet_20_a::SUMMARY);
     assert_eq!(model.forward(input(2, &device)).dims(), [2, 10]);
-    // The option-A shortcut subsamples and zero-pads: check it against a hand computation.
-    let shortcut = specs::resnet_20_a::resnet_20_a::PadShortcut::new(2, 4, 2);
+    // The option-A shortcut (the emitted struct holds resnetc-kernels' PadShortcut) subsamples and
+    // zero-pads: check it against a hand computation.
+    let shortcut = resnetc_kernels::PadShortcut::new(2, 4, 2);
     let x = Tensor::<4>::ones([1, 2, 4, 4], &device);
     let y = shortcut.forward(x);
     assert_eq!(y.dims(), [1, 4, 2, 2]);

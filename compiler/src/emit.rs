@@ -1155,8 +1155,15 @@ impl<'a> Emitter<'a> {
 }
 
 /// The order of the emitted `use` lines: more specific modules before their parents.
-const IMPORT_ORDER: &[&str] =
-    &["burn::module", "burn::nn::conv", "burn::nn::pool", "burn::nn", "burn::tensor::activation", "burn::tensor"];
+const IMPORT_ORDER: &[&str] = &[
+    "burn::module",
+    "burn::nn::conv",
+    "burn::nn::pool",
+    "burn::nn",
+    "burn::tensor::activation",
+    "burn::tensor",
+    "resnetc_kernels",
+];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum IfStrategy {

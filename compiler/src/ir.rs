@@ -5,7 +5,7 @@
 //! trainable-parameter and multiply-accumulate counts. The emitter, the summary
 //! and the runtime all read it.
 
-use crate::syntax::ast::{Combinator, Definition};
+use crate::syntax::ast::Definition;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -344,6 +344,29 @@ impl Layer {
 
 fn is_one(n: &u64) -> bool {
     *n == 1
+}
+
+/// How parallel branches are merged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Combinator {
+    /// Element-wise sum (a residual connection).
+    Add,
+    /// Element-wise product, broadcasting a `C×1×1` gate over `C×H×W`.
+    Mul,
+    /// Channel concatenation.
+    Concat,
+}
+
+impl Combinator {
+    /// The spelling in `.net` source.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Combinator::Add => "+",
+            Combinator::Mul => "*",
+            Combinator::Concat => "concat",
+        }
+    }
 }
 
 /// What a node is.

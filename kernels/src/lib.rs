@@ -14,6 +14,11 @@
 //! sums (relative 1e-4).
 
 pub mod flex;
+pub mod norm;
+pub mod shortcut;
+
+pub use norm::batch_norm_module;
+pub use shortcut::{PadShortcut, pad_shortcut};
 
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;

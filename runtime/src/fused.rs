@@ -6,7 +6,7 @@
 //! for the next convolution. Fused, the forward writes `max(0, bn(x) + shortcut)` in the batch
 //! norm's own output pass, the backward masks the gradient inside the batch norm's passes, and
 //! only the input and the output stay alive. The semantics (values, gradients of the input,
-//! gamma, beta and the shortcut, running statistics) are those of [`crate::norm::batch_norm`],
+//! gamma, beta and the shortcut, running statistics) are those of [`crate::norm::batch_norm_module`],
 //! `+` and `relu`; `tests/fused.rs` checks them against the unfused ops.
 //!
 //! Anywhere else (inference, other devices, a frozen batch norm) [`bn_relu`] runs the unfused
@@ -41,7 +41,7 @@ pub fn fuses(bn: &BatchNorm, x: &Tensor<4>, residual: Option<&Tensor<4>>) -> boo
 /// `relu(bn(x) + residual)` (`relu(bn(x))` without a residual), fused where [`fuses`] says so.
 pub fn bn_relu(bn: &BatchNorm, x: Tensor<4>, residual: Option<Tensor<4>>) -> Tensor<4> {
     if !fuses(bn, &x, residual.as_ref()) {
-        let y = crate::norm::batch_norm(bn, x);
+        let y = crate::norm::batch_norm_module(bn, x);
         return relu(match residual {
             Some(r) => y + r,
             None => y,

@@ -26,7 +26,8 @@ pub mod fused;
 pub mod lesion;
 pub mod memory;
 pub mod model;
-pub mod norm;
+/// Batch norm with PyTorch's semantics (resnetc-kernels' `norm`, shared with the emitted code).
+pub use resnetc_kernels::norm;
 pub mod precision;
 pub mod recipe;
 pub mod report;

@@ -15,9 +15,9 @@ use burn::nn::{
 };
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::{Device, Tensor};
+use resnetc_compiler::ir::Combinator;
 use resnetc_compiler::ir::{Layer, MergeExpr, Network, Node, NodeKind};
 use resnetc_compiler::ops::ActFn;
-use resnetc_compiler::syntax::ast::Combinator;
 
 /// A module a block holds under a field name.
 #[derive(Clone, Debug)]
@@ -510,7 +510,7 @@ impl DynBlock {
             x = match op {
                 Op::Field(i) => match &self.fields[*i].1 {
                     Field::Conv(m) => Act::Maps(crate::precision::conv2d(m, x.maps())),
-                    Field::Bn(m) => Act::Maps(crate::norm::batch_norm(m, x.maps())),
+                    Field::Bn(m) => Act::Maps(resnetc_kernels::batch_norm_module(m, x.maps())),
                     Field::GroupNorm(m) => Act::Maps(m.forward(x.maps())),
                     Field::DropPath(m) => match x {
                         Act::Maps(t) => Act::Maps(resnetc_kernels::drop_path(m, t)),
@@ -566,13 +566,7 @@ impl DynBlock {
                 },
                 Op::GlobalAvgPool => Act::Maps(burn::tensor::module::adaptive_avg_pool2d(x.maps(), [1, 1])),
                 Op::PadShortcut { stride, before, after } => {
-                    let t = x.maps();
-                    let [_, _, h, w] = t.dims();
-                    let s = *stride;
-                    let t = t.slice(burn::tensor::s![.., .., 0..h;s, 0..w;s]);
-                    Act::Maps(
-                        t.pad([(0, 0), (*before, *after), (0, 0), (0, 0)], burn::tensor::ops::PadMode::Constant(0.0)),
-                    )
+                    Act::Maps(resnetc_kernels::pad_shortcut(x.maps(), *stride, *before, *after))
                 }
                 Op::Combine { arms, residual: Some(r), lesioned: true, .. } => {
                     // Lesioned residual unit: the shortcut alone.

@@ -116,12 +116,8 @@ pub enum Helper {
     RectConv,
     /// `fn fill_bias(...)`: `bias_init`.
     FillBias,
-    /// `fn batch_norm(...)`: PyTorch's training-mode batch norm.
-    BatchNorm,
     /// `fn window(...)`: the shape after a sliding window.
     Window,
-    /// `struct PadShortcut`: the option-A shortcut.
-    PadShortcut,
 }
 
 /// What the emitted code needs for a primitive: `use` items and helpers.
@@ -467,9 +463,7 @@ pub(crate) fn helper(h: Helper) -> TokenStream {
         Helper::DilatedConv => conv::dilated_helper(),
         Helper::RectConv => conv::rect_helper(),
         Helper::FillBias => linear::fill_bias_helper(),
-        Helper::BatchNorm => norm::helper(),
         Helper::Window => pool::window_helper(),
-        Helper::PadShortcut => shortcut::helper(),
     }
 }
 

@@ -4,7 +4,7 @@
 //! `LayerNorm2d` (ConvNeXt), or over the features of a flat input as `nn.LayerNorm`. All start
 //! at weight 1, bias 0.
 
-use super::{Args, Default, EmitArgs, Helper, Input, Prim, Primitive, Use, p};
+use super::{Args, Default, EmitArgs, Input, Prim, Primitive, Use, p};
 use crate::check::Checker;
 use crate::diag::{Diagnostic, codes};
 use crate::ir::{Layer, Shape};
@@ -19,11 +19,7 @@ pub(super) const PRIMITIVES: &[Primitive] = &[
         stem: "bn",
         flat: false,
         field: Some("BatchNorm"),
-        uses: &[
-            Use::Import("burn::nn", "BatchNorm"),
-            Use::Import("burn::nn", "BatchNormConfig"),
-            Use::Helper(Helper::BatchNorm),
-        ],
+        uses: &[Use::Import("burn::nn", "BatchNorm"), Use::Import("burn::nn", "BatchNormConfig")],
     },
     Primitive {
         prim: Prim::GroupNorm,
@@ -114,34 +110,8 @@ pub(super) fn forward(prim: Prim, access: TokenStream, rank: usize) -> TokenStre
             quote! { let x = #access.forward(x.permute([0, 2, 3, 1])).permute([0, 3, 1, 2]); }
         }
         Prim::LayerNorm => quote! { let x = #access.forward(x); },
-        _ => quote! { let x = batch_norm(&#access, x); },
-    }
-}
-
-pub(super) fn helper() -> TokenStream {
-    quote! {
-        /// Batch norm as PyTorch's `BatchNorm2d`. Training (an autodiff device, the layer not
-        /// frozen): normalise with the batch's statistics and move the running ones toward them
-        /// by `momentum`, the variance unbiased (`n / (n - 1)`, where Burn's `forward` keeps
-        /// it biased), the update folded into the shared value at once (`value_sync`), where
-        /// records and optimizers read it. Otherwise: normalise with the running statistics.
-        /// resnetc-kernels runs it on the CPU (statistics and gradients summed in f64; Burn's
-        /// own op elsewhere).
-        fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
-            if !(x.device().is_autodiff() && bn.training.is_enabled()) {
-                return resnetc_kernels::batch_norm_module_eval(bn, x);
-            }
-            let [n, _, h, w] = x.dims();
-            let count = (n * h * w) as f64;
-            let unbiased = if count > 1.0 { count / (count - 1.0) } else { 1.0 };
-            let out = resnetc_kernels::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon);
-            let (m, device) = (bn.momentum, out.mean.device());
-            let mean = bn.running_mean.value_sync().to_device(&device).mul_scalar(1.0 - m);
-            let var = bn.running_var.value_sync().to_device(&device).mul_scalar(1.0 - m);
-            bn.running_mean.update(mean.add(out.mean.detach().mul_scalar(m)).detach());
-            bn.running_var.update(var.add(out.variance.detach().mul_scalar(m * unbiased)).detach());
-            let _ = (bn.running_mean.value_sync(), bn.running_var.value_sync());
-            out.output
-        }
+        // PyTorch's `BatchNorm2d` semantics (unbiased running variance, updates visible at once),
+        // shared with `DynNet`.
+        _ => quote! { let x = resnetc_kernels::batch_norm_module(&#access, x); },
     }
 }

@@ -1,7 +1,8 @@
 //! `pad_shortcut(out, stride = 1)`: the option-A shortcut of He et al. 2015 (subsample by
-//! `stride`, zero-pad the channels up to `out`, half before and half after).
+//! `stride`, zero-pad the channels up to `out`, half before and half after): the emitted
+//! struct holds a `resnetc_kernels::PadShortcut`, the implementation `DynNet` runs too.
 
-use super::{Args, Default, EmitArgs, Helper, Input, Kernel, Prim, Primitive, Use, p};
+use super::{Args, Default, EmitArgs, Input, Kernel, Prim, Primitive, Use, p};
 use crate::check::Checker;
 use crate::diag::{Diagnostic, codes};
 use crate::ir::{Layer, Shape};
@@ -15,7 +16,7 @@ pub(super) const PRIMITIVES: &[Primitive] = &[Primitive {
     stem: "shortcut",
     flat: false,
     field: Some("PadShortcut"),
-    uses: &[Use::Helper(Helper::PadShortcut)],
+    uses: &[Use::Import("resnetc_kernels", "PadShortcut")],
 }];
 
 pub(super) fn check(cx: &mut Checker, a: &Args, input: Input) -> Option<(Layer, Shape)> {
@@ -51,35 +52,4 @@ pub(super) fn ctor(a: &mut EmitArgs, field: &Ident) -> Result<Vec<TokenStream>, 
 
 pub(super) fn forward(access: TokenStream) -> TokenStream {
     quote! { let x = #access.forward(x); }
-}
-
-pub(super) fn helper() -> TokenStream {
-    quote! {
-        /// The option-A shortcut of He et al. 2015: subsample by `stride`, then zero-pad the channels.
-        #[derive(Module, Debug)]
-        pub struct PadShortcut {
-            /// Spatial subsampling step.
-            pub stride: usize,
-            /// Zero channels added before the input's channels.
-            pub before: usize,
-            /// Zero channels added after them.
-            pub after: usize,
-        }
-
-        impl PadShortcut {
-            /// Pad `in_channels` up to `out_channels`, half before and half after.
-            pub fn new(in_channels: usize, out_channels: usize, stride: usize) -> Self {
-                let before = (out_channels - in_channels) / 2;
-                Self { stride, before, after: out_channels - in_channels - before }
-            }
-
-            /// Subsample and pad a batch.
-            pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-                let [n, c, h, w] = x.dims();
-                let s = self.stride;
-                let x = x.slice(burn::tensor::s![.., .., 0..h;s, 0..w;s]);
-                x.pad([(0, 0), (self.before, self.after), (0, 0), (0, 0)], burn::tensor::ops::PadMode::Constant(0.0))
-            }
-        }
-    }
 }

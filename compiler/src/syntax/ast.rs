@@ -79,28 +79,8 @@ impl Op {
     }
 }
 
-/// How parallel branches are merged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Combinator {
-    /// Element-wise sum (a residual connection).
-    Add,
-    /// Element-wise product, broadcasting a `C×1×1` gate over `C×H×W`.
-    Mul,
-    /// Channel concatenation.
-    Concat,
-}
-
-impl Combinator {
-    /// The spelling in `.net` source.
-    pub fn symbol(self) -> &'static str {
-        match self {
-            Combinator::Add => "+",
-            Combinator::Mul => "*",
-            Combinator::Concat => "concat",
-        }
-    }
-}
+/// How parallel branches are merged: an operation of the IR, spelled by the syntax.
+pub use crate::ir::Combinator;
 
 /// A braced list of statements.
 #[derive(Clone, Debug, PartialEq)]

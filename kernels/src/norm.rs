@@ -1,4 +1,5 @@
-//! Batch norm with PyTorch's `BatchNorm2d` semantics, for every batch norm `DynNet` runs.
+//! Batch norm with PyTorch's `BatchNorm2d` semantics, for every batch norm resnetc runs: the
+//! emitted code's (`resnetc_kernels::batch_norm_module`) and `DynNet`'s, one implementation.
 //!
 //! Burn's `BatchNorm::forward` differs from PyTorch in training in two ways this module
 //! removes:
@@ -31,12 +32,12 @@ pub fn trains(bn: &BatchNorm, x: &Tensor<4>) -> bool {
 
 /// `bn(x)`: batch statistics and a running-statistics update in training, the running
 /// statistics otherwise.
-pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+pub fn batch_norm_module(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     if !trains(bn, &x) {
-        return resnetc_kernels::batch_norm_module_eval(bn, x);
+        return crate::batch_norm_module_eval(bn, x);
     }
     let [n, _, h, w] = x.dims();
-    let out = resnetc_kernels::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon);
+    let out = crate::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon);
     update_running(bn, out.mean, out.variance, n * h * w);
     out.output
 }

@@ -1,0 +1,39 @@
+//! The option-A shortcut of He et al. 2015 (`pad_shortcut(out, stride)`): subsample by
+//! `stride`, then zero-pad the channels, half before and half after. One implementation for the
+//! emitted code (the [`PadShortcut`] module) and `DynNet` ([`pad_shortcut`]).
+
+use burn::module::Module;
+use burn::tensor::Tensor;
+use burn::tensor::ops::PadMode;
+
+/// Subsample `x` by `stride` (every `stride`-th row and column from the first) and add `before`
+/// zero channels in front of its channels and `after` behind them.
+pub fn pad_shortcut(x: Tensor<4>, stride: usize, before: usize, after: usize) -> Tensor<4> {
+    let [_, _, h, w] = x.dims();
+    let x = x.slice(burn::tensor::s![.., .., 0..h;stride, 0..w;stride]);
+    x.pad([(0, 0), (before, after), (0, 0), (0, 0)], PadMode::Constant(0.0))
+}
+
+/// The option-A shortcut as a module: no parameters, the padding fixed at construction.
+#[derive(Module, Debug)]
+pub struct PadShortcut {
+    /// Spatial subsampling step.
+    pub stride: usize,
+    /// Zero channels added before the input's channels.
+    pub before: usize,
+    /// Zero channels added after them.
+    pub after: usize,
+}
+
+impl PadShortcut {
+    /// Pad `in_channels` up to `out_channels` (at least as many), half before and half after.
+    pub fn new(in_channels: usize, out_channels: usize, stride: usize) -> Self {
+        let before = (out_channels - in_channels) / 2;
+        Self { stride, before, after: out_channels - in_channels - before }
+    }
+
+    /// Subsample and pad a batch.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        pad_shortcut(x, self.stride, self.before, self.after)
+    }
+}
