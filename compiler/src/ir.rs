@@ -5,7 +5,8 @@
 //! trainable-parameter and multiply-accumulate counts. The emitter, the summary
 //! and the runtime all read it.
 
-use crate::syntax::ast::Definition;
+pub mod def;
+
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -478,16 +479,12 @@ pub struct Network {
     pub body: Vec<Node>,
     /// For each block used, the type each of its parameters takes across all calls.
     pub block_param_types: BTreeMap<String, Vec<Ty>>,
-    /// For each block used, the distinct activations each activation-typed parameter took
-    /// across all calls (empty for other parameters), in first-seen order.
+    /// The network's definition, lowered for code generation.
     #[serde(skip)]
-    pub block_activations: BTreeMap<String, Vec<Vec<Activation>>>,
-    /// The network's definition, as written.
+    pub definition: def::Def,
+    /// The definitions of the blocks used, lowered, callees before callers.
     #[serde(skip)]
-    pub definition: Definition,
-    /// The definitions of the blocks used, callees before callers.
-    #[serde(skip)]
-    pub blocks: Vec<Definition>,
+    pub blocks: Vec<def::Def>,
 }
 
 /// One row of the per-layer summary.

@@ -81,6 +81,7 @@ pub mod build;
 pub mod check;
 pub mod diag;
 pub mod emit;
+pub mod expr;
 pub mod ir;
 pub mod names;
 pub mod ops;

@@ -7,6 +7,7 @@
 
 mod eval;
 mod expand;
+mod lower;
 mod resolve;
 
 use crate::diag::{Diagnostic, Span, codes};
@@ -348,12 +349,16 @@ impl Checker {
                 self.used_blocks.push(block);
             }
         }
-        let block_param_types = self
+        let block_param_types: BTreeMap<String, Vec<Ty>> = self
             .block_param_types
             .iter()
             .map(|(k, v)| (k.clone(), v.iter().map(|t| t.unwrap_or(Ty::Int)).collect()))
             .collect();
-        let blocks = self.used_blocks.iter().map(|b| (*self.defs[b]).clone()).collect();
+        let block_activations = std::mem::take(&mut self.block_activations);
+        let lowering =
+            lower::Lowering { defs: &self.defs, param_types: &block_param_types, activations: &block_activations };
+        let blocks = self.used_blocks.iter().map(|b| lowering.def(&self.defs[b], None)).collect();
+        let definition = lowering.def(def, Some(&params));
         Some(Network {
             name: def.name.name.clone(),
             type_name: names::camel_case(&def.name.name),
@@ -365,8 +370,7 @@ impl Checker {
             macs,
             body: nodes,
             block_param_types,
-            block_activations: std::mem::take(&mut self.block_activations),
-            definition: def.clone(),
+            definition,
             blocks,
         })
     }

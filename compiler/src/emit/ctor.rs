@@ -15,16 +15,15 @@ impl Emitter<'_> {
         let mark = ctx.vars.len();
         for stmt in body {
             match stmt {
-                Stmt::Input { .. } | Stmt::Assert { .. } => {}
                 Stmt::Let { name, value } => {
                     let v = self.expr(value, ctx)?;
-                    let ident = ctx.var_ident(&name.name);
+                    let ident = ctx.var_ident(name);
                     let ty = ty_tokens(v.ty);
                     let tokens = v.tokens;
                     out.push(quote! { let #ident: #ty = #tokens; });
-                    ctx.vars.push((name.name.clone(), ident, v.ty));
+                    ctx.vars.push((name.clone(), ident, v.ty));
                 }
-                Stmt::Op(op) => self.ctor_op(op, ctx, out)?,
+                op => self.ctor_op(op, ctx, out)?,
             }
         }
         ctx.vars.truncate(mark);
@@ -33,31 +32,30 @@ impl Emitter<'_> {
 
     pub(super) fn ctor_op(
         &mut self,
-        op: &Op,
+        op: &Stmt,
         ctx: &mut DefCtx,
         out: &mut Vec<TokenStream>,
     ) -> Result<(), Vec<Diagnostic>> {
         match op {
-            Op::Call(call) => {
-                let name = call.name.name.as_str();
-                if let Some(prim) = ops::lookup(name) {
-                    self.ctor_primitive(prim, call, ctx, out)
-                } else {
-                    let field = format_ident!("{}", ctx.site(call.span));
+            Stmt::Let { .. } => Ok(()),
+            Stmt::Call(call) => match &call.target {
+                Target::Primitive(prim) => self.ctor_primitive(prim, call, ctx, out),
+                Target::Block(name) | Target::Activation(name) => {
+                    let field = format_ident!("{}", call.site);
                     let ty = format_ident!("{}", camel_case(name));
                     let args = self.block_args(call, ctx, None)?;
-                    out.push(self.comment(&call.to_string()));
+                    out.push(self.comment(&call.text));
                     out.push(quote! { let (#field, out) = #ty::new(shape, #(#args,)* device); shape = out; });
                     Ok(())
                 }
-            }
-            Op::Stage { count, call, span } => {
-                let field = format_ident!("{}", ctx.site(*span));
-                let ty = format_ident!("{}", camel_case(&call.name.name));
+            },
+            Stmt::Stage { count, call, site, .. } => {
+                let field = format_ident!("{}", site);
+                let ty = format_ident!("{}", camel_case(block_name(call)));
                 let n = self.expr(count, ctx)?;
                 let n = cast(n, Ty::Int).tokens;
                 let args = self.block_args(call, ctx, Some(quote!(i)))?;
-                out.push(self.comment(&format!("stage {count} × {call}")));
+                out.push(self.comment(&format!("stage {count} × {}", call.text)));
                 out.push(quote! {
                     let mut #field = Vec::new();
                     for i in 0..#n {
@@ -68,20 +66,20 @@ impl Emitter<'_> {
                 });
                 Ok(())
             }
-            Op::If { cond, then, otherwise, span } => {
+            Stmt::If { cond, then, otherwise, site, .. } => {
                 let c = self.expr(cond, ctx)?;
                 let c = c.tokens;
-                let strategy = if_strategy(then, otherwise.as_ref(), &ctx.names);
+                let strategy = if_strategy(then, otherwise.as_deref());
                 let mut then_fields = Vec::new();
-                self.fields(&then.body, ctx, true, &mut then_fields);
+                self.fields(then, true, &mut then_fields);
                 let mut else_fields = Vec::new();
                 if let Some(o) = otherwise {
-                    self.fields(&o.body, ctx, true, &mut else_fields);
+                    self.fields(o, true, &mut else_fields);
                 }
                 then_fields.retain(|f| !f.flag);
                 else_fields.retain(|f| !f.flag);
-                let direct_then = direct_field_sites(&then.body, &ctx.names);
-                let direct_else = otherwise.as_ref().map_or_else(Vec::new, |o| direct_field_sites(&o.body, &ctx.names));
+                let direct_then = direct_field_sites(then);
+                let direct_else = otherwise.as_ref().map_or_else(Vec::new, |o| direct_field_sites(o));
                 let nested_then: Vec<String> =
                     then_fields.iter().map(|f| f.name.clone()).filter(|n| !direct_then.contains(n)).collect();
                 let nested_else: Vec<String> =
@@ -104,15 +102,15 @@ impl Emitter<'_> {
                         .collect()
                 };
                 let mut then_code = Vec::new();
-                self.ctor_body(&then.body, ctx, &mut then_code)?;
+                self.ctor_body(then, ctx, &mut then_code)?;
                 let then_values = wrap(&then_fields, &nested_then, true);
                 let mut else_code = Vec::new();
                 if let Some(o) = otherwise {
-                    self.ctor_body(&o.body, ctx, &mut else_code)?;
+                    self.ctor_body(o, ctx, &mut else_code)?;
                 }
                 let else_values = wrap(&else_fields, &nested_else, true);
                 let (flag_then, flag_else) = if strategy == IfStrategy::Flag {
-                    let f = format_ident!("{}", ctx.site(*span));
+                    let f = format_ident!("{}", site);
                     (quote!(#f = true;), quote!(#f = false;))
                 } else {
                     (quote!(), quote!())
@@ -131,9 +129,9 @@ impl Emitter<'_> {
                 });
                 Ok(())
             }
-            Op::Combine { combinator, arms, .. } => {
+            Stmt::Combine { combinator, arms } => {
                 out.push(self.comment(&describe_combine(*combinator, arms.len())));
-                let bodies: Vec<&Branch> = arms.iter().collect();
+                let bodies: Vec<&[Stmt]> = arms.iter().map(Vec::as_slice).collect();
                 let arm_shapes = self.ctor_arms(&bodies, ctx, out)?;
                 let first = &arm_shapes[0];
                 let rest = &arm_shapes[1..];
@@ -152,9 +150,9 @@ impl Emitter<'_> {
                 }
                 Ok(())
             }
-            Op::Merge { arms, expr, span } => {
+            Stmt::Merge { arms, expr, site } => {
                 out.push(self.comment(&format!("merge of {}: {expr}", arm_names(arms).join(", "))));
-                let bodies: Vec<&Branch> = arms.iter().map(|(_, b)| b).collect();
+                let bodies: Vec<&[Stmt]> = arms.iter().map(|(_, b)| b.as_slice()).collect();
                 let arm_shapes = self.ctor_arms(&bodies, ctx, out)?;
                 // Element-wise with broadcasting: the largest extent of each dimension.
                 let first = &arm_shapes[0];
@@ -164,7 +162,7 @@ impl Emitter<'_> {
                 }
                 let stored = merge_scalars(expr, &arm_names(arms));
                 if !stored.is_empty() {
-                    let field = format_ident!("{}", ctx.site(*span));
+                    let field = format_ident!("{}", site);
                     let mut values = Vec::new();
                     for e in stored {
                         values.push(cast(self.expr(e, ctx)?, Ty::Float).tokens);
@@ -179,7 +177,7 @@ impl Emitter<'_> {
     /// Construct parallel arms from the same input shape; the locals holding each arm's output shape.
     pub(super) fn ctor_arms(
         &mut self,
-        arms: &[&Branch],
+        arms: &[&[Stmt]],
         ctx: &mut DefCtx,
         out: &mut Vec<TokenStream>,
     ) -> Result<Vec<Ident>, Vec<Diagnostic>> {
@@ -190,7 +188,7 @@ impl Emitter<'_> {
             if i > 0 {
                 out.push(quote! { shape = #entry; });
             }
-            self.ctor_body(&arm.body, ctx, out)?;
+            self.ctor_body(arm, ctx, out)?;
             let s = ctx.fresh("arm");
             out.push(quote! { let #s = shape; });
             arm_shapes.push(s);
@@ -201,34 +199,27 @@ impl Emitter<'_> {
     /// Arguments of a block constructor, defaults filled in; `stage_index` makes later copies take stride 1.
     pub(super) fn block_args(
         &mut self,
-        call: &Call,
+        call: &def::Call,
         ctx: &mut DefCtx,
         stage_index: Option<TokenStream>,
     ) -> Result<Vec<TokenStream>, Vec<Diagnostic>> {
-        let Some(def) = self.network.blocks.iter().find(|b| b.name.name == call.name.name) else {
+        let name = block_name(call);
+        let Some(def) = self.network.blocks.iter().find(|b| b.name.name == name) else {
             return Err(vec![Diagnostic::error(
                 codes::EMIT,
                 call.span,
-                format!("internal error: block `{}` was not checked", call.name.name),
+                format!("internal error: block `{name}` was not checked"),
             )]);
         };
-        let types = self.network.block_param_types.get(&def.name.name).cloned().unwrap_or_default();
         let mut args = Vec::new();
-        let mut positional = call.args.iter().filter(|a| a.name.is_none());
-        for (i, p) in def.params.iter().enumerate() {
-            let ty = types.get(i).copied().unwrap_or(Ty::Int);
-            if ty == Ty::Act {
+        for p in &def.params {
+            if p.ty == Ty::Act {
                 // Fixed per block definition (see `activation_params`), not a constructor argument.
                 continue;
             }
-            let given = call
-                .args
-                .iter()
-                .find(|a| a.name.as_ref().is_some_and(|n| n.name == p.name.name))
-                .or_else(|| positional.next());
+            let given = call.args.iter().find(|(n, _)| *n == p.name.name).map(|(_, e)| e);
             let value = match (given, &p.default) {
-                (Some(a), _) => cast(self.expr(&a.value, ctx)?, ty).tokens,
-                (None, Some(d)) => cast(self.expr(d, ctx)?, ty).tokens,
+                (Some(e), _) | (None, Some(e)) => cast(self.expr(e, ctx)?, p.ty).tokens,
                 (None, None) => {
                     return Err(vec![Diagnostic::error(
                         codes::EMIT,
@@ -243,7 +234,7 @@ impl Emitter<'_> {
             };
             args.push(value);
         }
-        if takes_index(def) {
+        if def.takes_index {
             args.push(match stage_index {
                 Some(i) => quote!(#i as i64),
                 None => quote!(0),
@@ -257,21 +248,15 @@ impl Emitter<'_> {
     pub(super) fn ctor_primitive(
         &mut self,
         prim: &'static ops::Primitive,
-        call: &Call,
+        call: &def::Call,
         ctx: &mut DefCtx,
         out: &mut Vec<TokenStream>,
     ) -> Result<(), Vec<Diagnostic>> {
-        let field = format_ident!("{}", ctx.site(call.span));
-        let mut positional = call.args.iter().filter(|a| a.name.is_none());
+        let field = format_ident!("{}", call.site);
         let mut values = HashMap::new();
         for param in prim.params {
-            let given = call
-                .args
-                .iter()
-                .find(|a| a.name.as_ref().is_some_and(|n| n.name == param.name))
-                .or_else(|| positional.next());
-            if let Some(a) = given {
-                values.insert(param.name, self.expr(&a.value, ctx)?);
+            if let Some((_, e)) = call.args.iter().find(|(n, _)| n == param.name) {
+                values.insert(param.name, self.expr(e, ctx)?);
             }
         }
         let mut args = ops::EmitArgs { prim, values, span: call.span };

@@ -4,66 +4,66 @@
 use super::*;
 
 impl Emitter<'_> {
-    pub(super) fn fields(&mut self, body: &[Stmt], ctx: &DefCtx, optional: bool, out: &mut Vec<Field>) {
+    pub(super) fn fields(&mut self, body: &[Stmt], optional: bool, out: &mut Vec<Field>) {
         for stmt in body {
-            let Stmt::Op(op) = stmt else { continue };
-            match op {
-                Op::Call(call) => {
-                    let ty = match ops::lookup(&call.name.name) {
-                        Some(prim) => match prim.field {
+            match stmt {
+                Stmt::Let { .. } => {}
+                Stmt::Call(call) => {
+                    let ty = match &call.target {
+                        Target::Primitive(prim) => match prim.field {
                             None => continue,
                             Some(ty) => {
                                 self.uses(prim.uses);
                                 ty.parse::<TokenStream>().expect("field types are Rust tokens")
                             }
                         },
-                        None => {
-                            let t = format_ident!("{}", camel_case(&call.name.name));
+                        Target::Block(name) | Target::Activation(name) => {
+                            let t = format_ident!("{}", camel_case(name));
                             quote!(#t)
                         }
                     };
-                    out.push(Field { name: ctx.site(call.span), ty, optional, doc: call.to_string(), flag: false });
+                    out.push(Field { name: call.site.clone(), ty, optional, doc: call.text.clone(), flag: false });
                 }
-                Op::Stage { count, call, span } => {
-                    let t = format_ident!("{}", camel_case(&call.name.name));
+                Stmt::Stage { count, call, site, .. } => {
+                    let t = format_ident!("{}", camel_case(block_name(call)));
                     out.push(Field {
-                        name: ctx.site(*span),
+                        name: site.clone(),
                         ty: quote!(Vec<#t>),
                         optional,
-                        doc: format!("stage {count} × {call}"),
+                        doc: format!("stage {count} × {}", call.text),
                         flag: false,
                     });
                 }
-                Op::If { cond, then, otherwise, span } => {
-                    if if_strategy(then, otherwise.as_ref(), &ctx.names) == IfStrategy::Flag {
+                Stmt::If { cond, then, otherwise, site, .. } => {
+                    if if_strategy(then, otherwise.as_deref()) == IfStrategy::Flag {
                         out.push(Field {
-                            name: ctx.site(*span),
+                            name: site.clone(),
                             ty: quote!(bool),
                             optional: false,
                             doc: format!("whether {cond} held for this call"),
                             flag: true,
                         });
                     }
-                    self.fields(&then.body, ctx, true, out);
+                    self.fields(then, true, out);
                     if let Some(o) = otherwise {
-                        self.fields(&o.body, ctx, true, out);
+                        self.fields(o, true, out);
                     }
                 }
-                Op::Combine { arms, .. } => {
+                Stmt::Combine { arms, .. } => {
                     for arm in arms {
-                        self.fields(&arm.body, ctx, optional, out);
+                        self.fields(arm, optional, out);
                     }
                 }
-                Op::Merge { arms, expr, span } => {
+                Stmt::Merge { arms, expr, site } => {
                     for (_, arm) in arms {
-                        self.fields(&arm.body, ctx, optional, out);
+                        self.fields(arm, optional, out);
                     }
                     let stored = merge_scalars(expr, &arm_names(arms));
                     if !stored.is_empty() {
                         let n = Literal::usize_unsuffixed(stored.len());
                         let listed: Vec<String> = stored.iter().map(|e| e.to_string()).collect();
                         out.push(Field {
-                            name: ctx.site(*span),
+                            name: site.clone(),
                             ty: quote!([f64; #n]),
                             optional,
                             doc: listed.join(", "),
@@ -73,5 +73,13 @@ impl Emitter<'_> {
                 }
             }
         }
+    }
+}
+
+/// The block a call or stage constructs (for its struct's name).
+pub(super) fn block_name(call: &def::Call) -> &str {
+    match &call.target {
+        Target::Block(name) | Target::Activation(name) => name,
+        Target::Primitive(prim) => prim.name,
     }
 }

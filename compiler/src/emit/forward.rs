@@ -16,14 +16,13 @@ impl Emitter<'_> {
     ) -> Result<Vec<TokenStream>, Vec<Diagnostic>> {
         let mut out = Vec::new();
         for stmt in body {
-            let Stmt::Op(op) = stmt else { continue };
-            match op {
-                Op::Call(call) => {
-                    let access = field_access(&ctx.site(call.span), bound);
-                    let name = call.name.name.as_str();
-                    let code = match ops::lookup(name) {
-                        Some(prim) => ops::forward(self, prim.prim, access, rank),
-                        None => {
+            match stmt {
+                Stmt::Let { .. } => {}
+                Stmt::Call(call) => {
+                    let access = field_access(&call.site, bound);
+                    let code = match &call.target {
+                        Target::Primitive(prim) => ops::forward(self, prim.prim, access, rank),
+                        Target::Block(name) | Target::Activation(name) => {
                             if let Some((_, r)) = self.ranks.get(name) {
                                 *rank = *r;
                             }
@@ -32,12 +31,12 @@ impl Emitter<'_> {
                     };
                     out.push(code);
                 }
-                Op::Stage { count, call, span } => {
-                    let access = field_access(&ctx.site(*span), bound);
-                    if let Some((_, r)) = self.ranks.get(&call.name.name) {
+                Stmt::Stage { count, call, site, .. } => {
+                    let access = field_access(site, bound);
+                    if let Some((_, r)) = self.ranks.get(block_name(call)) {
                         *rank = *r;
                     }
-                    out.push(self.comment(&format!("stage {count} × {call}")));
+                    out.push(self.comment(&format!("stage {count} × {}", call.text)));
                     out.push(quote! {
                         let mut x = x;
                         for block in #access.iter() {
@@ -45,19 +44,19 @@ impl Emitter<'_> {
                         }
                     });
                 }
-                Op::If { cond, then, otherwise, span } => {
-                    let strategy = if_strategy(then, otherwise.as_ref(), &ctx.names);
+                Stmt::If { cond, then, otherwise, site, span } => {
+                    let strategy = if_strategy(then, otherwise.as_deref());
                     let mut then_rank = *rank;
                     let mut else_rank = *rank;
                     out.push(self.comment(&format!("if {cond}")));
                     let code = match strategy {
                         IfStrategy::ThenFields | IfStrategy::ElseFields => {
                             let (first, second) = if strategy == IfStrategy::ThenFields {
-                                (&then.body, otherwise.as_ref().map(|o| &o.body))
+                                (then.as_slice(), otherwise.as_deref())
                             } else {
-                                (&otherwise.as_ref().expect("ElseFields has an else").body, Some(&then.body))
+                                (otherwise.as_deref().expect("ElseFields has an else"), Some(then.as_slice()))
                             };
-                            let (pattern, scrutinee, inner_bound) = bind_direct(first, &ctx.names, bound);
+                            let (pattern, scrutinee, inner_bound) = bind_direct(first, bound);
                             let first_code = self.forward_body(first, ctx, &mut then_rank, &inner_bound)?;
                             let second_code = match second {
                                 Some(b) => self.forward_body(b, ctx, &mut else_rank, bound)?,
@@ -75,10 +74,10 @@ impl Emitter<'_> {
                         }
                         IfStrategy::Flag => {
                             // Each arm binds its own optional layers; the flag says which arm ran.
-                            let f = format_ident!("{}", ctx.site(*span));
-                            let then_code = self.bound_arm(&then.body, ctx, &mut then_rank, bound)?;
+                            let f = format_ident!("{}", site);
+                            let then_code = self.bound_arm(then, ctx, &mut then_rank, bound)?;
                             let else_code = match otherwise {
-                                Some(o) => self.bound_arm(&o.body, ctx, &mut else_rank, bound)?,
+                                Some(o) => self.bound_arm(o, ctx, &mut else_rank, bound)?,
                                 None => quote!(x),
                             };
                             quote! {
@@ -96,10 +95,10 @@ impl Emitter<'_> {
                     *rank = then_rank;
                     out.push(code);
                 }
-                Op::Combine { combinator, arms, .. } => {
+                Stmt::Combine { combinator, arms } => {
                     out.push(self.comment(&describe_combine(*combinator, arms.len())));
                     let branch_idents: Vec<Ident> = (1..=arms.len()).map(|i| format_ident!("branch{}", i)).collect();
-                    let bodies: Vec<&Branch> = arms.iter().collect();
+                    let bodies: Vec<&[Stmt]> = arms.iter().map(Vec::as_slice).collect();
                     let stmts = self.forward_arms(&bodies, &branch_idents, ctx, rank, bound)?;
                     let first = &branch_idents[0];
                     let rest = &branch_idents[1..];
@@ -111,15 +110,15 @@ impl Emitter<'_> {
                     };
                     out.push(quote! { let x = { #(#stmts)* #result }; });
                 }
-                Op::Merge { arms, expr, span } => {
+                Stmt::Merge { arms, expr, site } => {
                     let names = arm_names(arms);
                     out.push(self.comment(&format!("merge of {}: {expr}", names.join(", "))));
-                    let idents: Vec<Ident> = arms.iter().map(|(n, _)| format_ident!("branch_{}", n.name)).collect();
-                    let bodies: Vec<&Branch> = arms.iter().map(|(_, b)| b).collect();
+                    let idents: Vec<Ident> = arms.iter().map(|(n, _)| format_ident!("branch_{}", n)).collect();
+                    let bodies: Vec<&[Stmt]> = arms.iter().map(|(_, b)| b.as_slice()).collect();
                     let stmts = self.forward_arms(&bodies, &idents, ctx, rank, bound)?;
                     let mut uses: HashMap<String, usize> = HashMap::new();
                     count_uses(expr, &names, &mut uses);
-                    let stored = field_access(&ctx.site(*span), bound);
+                    let stored = field_access(site, bound);
                     let mut emit = MergeEmit { names: &names, uses, stored, next_stored: 0 };
                     let result = match emit.expr(self, expr, ctx)? {
                         MergeTokens::Tensor(t, _) => t,
@@ -142,7 +141,7 @@ impl Emitter<'_> {
     /// last); `rank` becomes the arms' output rank.
     pub(super) fn forward_arms(
         &mut self,
-        arms: &[&Branch],
+        arms: &[&[Stmt]],
         idents: &[Ident],
         ctx: &DefCtx,
         rank: &mut usize,
@@ -152,7 +151,7 @@ impl Emitter<'_> {
         let mut arm_rank = *rank;
         for (i, (arm, b)) in arms.iter().zip(idents).enumerate() {
             let mut r = *rank;
-            let code = self.forward_body(&arm.body, ctx, &mut r, bound)?;
+            let code = self.forward_body(arm, ctx, &mut r, bound)?;
             arm_rank = r;
             let last = i + 1 == arms.len();
             let input = if last { quote!(x) } else { quote!(x.clone()) };
@@ -176,11 +175,11 @@ impl Emitter<'_> {
         rank: &mut usize,
         bound: &HashMap<String, Ident>,
     ) -> Result<TokenStream, Vec<Diagnostic>> {
-        if direct_field_sites(body, &ctx.names).is_empty() {
+        if direct_field_sites(body).is_empty() {
             let code = self.forward_body(body, ctx, rank, bound)?;
             return Ok(quote! { #(#code)* x });
         }
-        let (pattern, scrutinee, inner) = bind_direct(body, &ctx.names, bound);
+        let (pattern, scrutinee, inner) = bind_direct(body, bound);
         let code = self.forward_body(body, ctx, rank, &inner)?;
         Ok(quote! {
             if let #pattern = #scrutinee {
@@ -208,10 +207,9 @@ pub(super) fn field_access(site: &str, bound: &HashMap<String, Ident>) -> TokenS
 /// bindings its body sees.
 pub(super) fn bind_direct(
     body: &[Stmt],
-    names: &HashMap<DSpan, String>,
     bound: &HashMap<String, Ident>,
 ) -> (TokenStream, TokenStream, HashMap<String, Ident>) {
-    let sites = direct_field_sites(body, names);
+    let sites = direct_field_sites(body);
     let mut inner = bound.clone();
     let locals: Vec<Ident> = sites.iter().map(|s| format_ident!("{}", s)).collect();
     let fields: Vec<Ident> = locals.clone();
@@ -222,9 +220,9 @@ pub(super) fn bind_direct(
 }
 
 /// How an `if` is decided at run time: by which of its layers exist, or by a flag.
-pub(super) fn if_strategy(then: &Branch, otherwise: Option<&Branch>, names: &HashMap<DSpan, String>) -> IfStrategy {
-    let then_fields = !direct_field_sites(&then.body, names).is_empty();
-    let else_fields = otherwise.is_some_and(|o| !direct_field_sites(&o.body, names).is_empty());
+pub(super) fn if_strategy(then: &[Stmt], otherwise: Option<&[Stmt]>) -> IfStrategy {
+    let then_fields = !direct_field_sites(then).is_empty();
+    let else_fields = otherwise.is_some_and(|o| !direct_field_sites(o).is_empty());
     match (then_fields, else_fields) {
         (true, false) => IfStrategy::ThenFields,
         (false, true) => IfStrategy::ElseFields,
@@ -233,32 +231,31 @@ pub(super) fn if_strategy(then: &Branch, otherwise: Option<&Branch>, names: &Has
 }
 
 /// Field sites directly in `body`, not inside a nested `if`: the ones an `if let` binds.
-pub(super) fn direct_field_sites(body: &[Stmt], names: &HashMap<DSpan, String>) -> Vec<String> {
+pub(super) fn direct_field_sites(body: &[Stmt]) -> Vec<String> {
     let mut out = Vec::new();
     for stmt in body {
-        let Stmt::Op(op) = stmt else { continue };
-        match op {
-            Op::Call(call) => {
+        match stmt {
+            Stmt::Let { .. } | Stmt::If { .. } => {}
+            Stmt::Call(call) => {
                 // Calls with a field: blocks, and primitives whose table entry has a type.
-                if ops::lookup(&call.name.name).is_none_or(|p| p.field.is_some()) {
-                    out.extend(names.get(&call.span).cloned());
+                if !matches!(call.target, Target::Primitive(p) if p.field.is_none()) {
+                    out.push(call.site.clone());
                 }
             }
-            Op::Stage { span, .. } => out.extend(names.get(span).cloned()),
-            Op::Combine { arms, .. } => {
+            Stmt::Stage { site, .. } => out.push(site.clone()),
+            Stmt::Combine { arms, .. } => {
                 for arm in arms {
-                    out.extend(direct_field_sites(&arm.body, names));
+                    out.extend(direct_field_sites(arm));
                 }
             }
-            Op::Merge { arms, expr, span } => {
+            Stmt::Merge { arms, expr, site } => {
                 for (_, arm) in arms {
-                    out.extend(direct_field_sites(&arm.body, names));
+                    out.extend(direct_field_sites(arm));
                 }
                 if !merge_scalars(expr, &arm_names(arms)).is_empty() {
-                    out.extend(names.get(span).cloned());
+                    out.push(site.clone());
                 }
             }
-            Op::If { .. } => {}
         }
     }
     out

@@ -15,14 +15,15 @@ mod forward;
 
 use expr::*;
 pub(crate) use expr::{cast, to_usize, to_usize_hw};
+use fields::block_name;
 use forward::*;
 
-use crate::diag::Span as DSpan;
 use crate::diag::{Diagnostic, codes};
-use crate::ir::{Activation, Network, Node, NodeKind, Ty, Value};
-use crate::names::{self, camel_case, site_names};
+use crate::expr::{BinaryOp, Expr, ExprKind, UnaryOp};
+use crate::ir::def::{self, Def, Stmt, Target};
+use crate::ir::{Activation, Combinator, Network, Node, NodeKind, Ty, Value};
+use crate::names::{self, camel_case};
 use crate::ops::{self, Use};
-use crate::syntax::ast::{BinaryOp, Branch, Call, Combinator, Definition, Expr, ExprKind, Op, Stmt, UnaryOp};
 use proc_macro2::{Ident, Literal, TokenStream};
 use quote::{format_ident, quote};
 use std::collections::{BTreeSet, HashMap};
@@ -162,8 +163,7 @@ pub(crate) struct Typed {
 }
 
 struct DefCtx<'d> {
-    def: &'d Definition,
-    names: HashMap<DSpan, String>,
+    def: &'d Def,
     /// Activation-valued parameters: their one value (calls of them are emitted as that layer).
     acts: HashMap<String, Activation>,
     /// Variable name → (Rust ident, type).
@@ -172,16 +172,13 @@ struct DefCtx<'d> {
 }
 
 impl DefCtx<'_> {
-    fn site(&self, span: DSpan) -> String {
-        self.names.get(&span).cloned().unwrap_or_else(|| "unnamed".into())
-    }
     fn fresh(&mut self, stem: &str) -> Ident {
         self.temp += 1;
         format_ident!("{}{}", stem, self.temp)
     }
     fn var_ident(&self, name: &str) -> Ident {
         let clash = RESERVED.contains(&name)
-            || self.names.values().any(|n| n == name)
+            || self.def.sites.iter().any(|n| n == name)
             || syn::parse_str::<Ident>(name).is_err()
             || name.starts_with("branch")
             || name.starts_with("arm")
@@ -235,22 +232,21 @@ impl<'a> Emitter<'a> {
         }
     }
 
-    fn definition(&mut self, def: &Definition, is_network: bool) -> Result<TokenStream, Vec<Diagnostic>> {
+    fn definition(&mut self, def: &Def, is_network: bool) -> Result<TokenStream, Vec<Diagnostic>> {
         // Field names come from the definition as written (`act1`), its layers from the values.
-        let names = site_names(def);
         let acts = self.activation_params(def, is_network)?;
-        let resolved = Definition { body: resolve_activation_calls(&def.body, &acts), ..def.clone() };
+        let resolved = Def { body: resolve_activation_calls(&def.body, &acts), ..def.clone() };
         let def = &resolved;
-        let mut ctx = DefCtx { def, names, acts, vars: Vec::new(), temp: 0 };
+        let mut ctx = DefCtx { def, acts, vars: Vec::new(), temp: 0 };
         let type_name = if is_network {
             format_ident!("{}", self.network.type_name)
         } else {
             format_ident!("{}", camel_case(&def.name.name))
         };
 
-        // Fields, from the definition's syntax.
+        // Fields, one per call site of the lowered definition.
         let mut fields = Vec::new();
-        self.fields(&def.body, &ctx, false, &mut fields);
+        self.fields(&def.body, false, &mut fields);
         let field_tokens = fields.iter().map(|f| {
             let name = format_ident!("{}", f.name);
             let ty = &f.ty;
@@ -275,10 +271,9 @@ impl<'a> Emitter<'a> {
             ctor.push(quote! { let mut shape: [usize; 3] = [#(#dims),*]; });
             quote! { pub fn new(device: &Device) -> Self }
         } else {
-            let types = self.network.block_param_types.get(&def.name.name).cloned().unwrap_or_default();
             let mut args = Vec::new();
-            for (i, p) in def.params.iter().enumerate() {
-                let ty = types.get(i).copied().unwrap_or(Ty::Int);
+            for p in &def.params {
+                let ty = p.ty;
                 if ty == Ty::Act {
                     continue;
                 }
@@ -287,7 +282,7 @@ impl<'a> Emitter<'a> {
                 args.push(quote! { #ident: #rust_ty });
                 ctx.vars.push((p.name.name.clone(), ident, ty));
             }
-            if takes_index(def) {
+            if def.takes_index {
                 // The copy's position in its stage: the stage's loop passes it.
                 let ident = ctx.var_ident(names::INDEX);
                 args.push(quote! { #ident: i64 });
@@ -296,7 +291,7 @@ impl<'a> Emitter<'a> {
             for (i, var) in names::BUILTIN_VARS.iter().enumerate() {
                 let ident = ctx.var_ident(var);
                 let index = Literal::usize_unsuffixed(i);
-                if mentions(&def.body, var) {
+                if def.reads.contains(var) {
                     ctor.push(quote! { let #ident = input[#index] as i64; });
                 }
                 ctx.vars.push((var.to_string(), ident, Ty::Int));
@@ -304,7 +299,7 @@ impl<'a> Emitter<'a> {
             ctor.push(quote! { let mut shape = input; });
             quote! { pub fn new(input: [usize; 3], #(#args,)* device: &Device) -> (Self, [usize; 3]) }
         };
-        let body = if is_network { &def.body[1..] } else { &def.body[..] };
+        let body = &def.body[..];
         for f in fields.iter().filter(|f| f.flag) {
             let ident = format_ident!("{}", f.name);
             ctor.push(quote! { let mut #ident = false; });
@@ -412,11 +407,7 @@ impl<'a> Emitter<'a> {
 
     /// The value of each activation-typed parameter of a definition. A block's struct serves
     /// every call, so each such parameter must take one activation throughout the network.
-    fn activation_params(
-        &self,
-        def: &Definition,
-        is_network: bool,
-    ) -> Result<HashMap<String, Activation>, Vec<Diagnostic>> {
+    fn activation_params(&self, def: &Def, is_network: bool) -> Result<HashMap<String, Activation>, Vec<Diagnostic>> {
         let mut acts = HashMap::new();
         if is_network {
             for (name, value) in &self.network.params {
@@ -426,9 +417,8 @@ impl<'a> Emitter<'a> {
             }
             return Ok(acts);
         }
-        let seen = self.network.block_activations.get(&def.name.name).cloned().unwrap_or_default();
-        for (p, values) in def.params.iter().zip(seen) {
-            match values.as_slice() {
+        for p in &def.params {
+            match p.acts.as_slice() {
                 [] => {}
                 [one] => {
                     acts.insert(p.name.name.clone(), *one);
@@ -530,80 +520,54 @@ fn describe_combine(combinator: Option<Combinator>, arms: usize) -> String {
     }
 }
 
-/// Whether a block reads `index` (its position in a stage) and so takes it in its constructor.
-fn takes_index(def: &Definition) -> bool {
-    !def.params.iter().any(|p| p.name.name == names::INDEX) && mentions(&def.body, names::INDEX)
-}
-
-fn mentions(body: &[Stmt], var: &str) -> bool {
-    fn expr(e: &Expr, var: &str) -> bool {
-        e.mentions(var)
-    }
-    fn call(c: &Call, var: &str) -> bool {
-        c.args.iter().any(|a| expr(&a.value, var))
-    }
-    body.iter().any(|s| match s {
-        Stmt::Let { value, .. } => expr(value, var),
-        Stmt::Assert { cond, .. } => expr(cond, var),
-        Stmt::Input { .. } => false,
-        Stmt::Op(Op::Call(c)) => call(c, var),
-        Stmt::Op(Op::Stage { count, call: c, .. }) => expr(count, var) || call(c, var),
-        Stmt::Op(Op::If { cond, then, otherwise, .. }) => {
-            expr(cond, var) || mentions(&then.body, var) || otherwise.as_ref().is_some_and(|o| mentions(&o.body, var))
-        }
-        Stmt::Op(Op::Combine { arms, .. }) => arms.iter().any(|a| mentions(&a.body, var)),
-        Stmt::Op(Op::Merge { arms, expr: e, .. }) => {
-            arms.iter().any(|(_, a)| mentions(&a.body, var))
-                || (!arms.iter().any(|(n, _)| n.name == var) && expr(e, var))
-        }
-    })
-}
-
-/// The body with every call of an activation-valued parameter replaced by that activation's
-/// primitive call (literal arguments), spans kept so field names stay those of the source.
+/// The body with every call of an activation-valued parameter replaced by a call of the
+/// activation it holds (literal arguments); sites are kept, so field names stay those of the source.
 fn resolve_activation_calls(body: &[Stmt], acts: &HashMap<String, Activation>) -> Vec<Stmt> {
     if acts.is_empty() {
         return body.to_vec();
     }
-    let branch = |b: &Branch| Branch { body: resolve_activation_calls(&b.body, acts), span: b.span };
+    let arms = |arms: &[Vec<Stmt>]| arms.iter().map(|a| resolve_activation_calls(a, acts)).collect();
     body.iter()
         .map(|stmt| match stmt {
-            Stmt::Op(Op::Call(call)) => match acts.get(&call.name.name) {
-                Some(act) => {
-                    let args = act
-                        .args()
-                        .iter()
-                        .map(|v| crate::syntax::ast::Arg {
-                            name: None,
-                            value: Expr { kind: ExprKind::Float(*v), span: call.span },
-                            span: call.span,
+            Stmt::Call(call @ def::Call { target: Target::Activation(param), .. }) => match acts.get(param) {
+                Some(act) => match ops::lookup(act.function) {
+                    Some(prim) => {
+                        let args = prim
+                            .params
+                            .iter()
+                            .zip(act.args())
+                            .map(|(p, v)| (p.name.to_string(), Expr { kind: ExprKind::Float(*v), span: call.span }))
+                            .collect();
+                        Stmt::Call(def::Call {
+                            target: Target::Primitive(prim),
+                            args,
+                            text: act.to_string(),
+                            ..call.clone()
                         })
-                        .collect();
-                    let name = crate::syntax::ast::Ident { name: act.function.to_string(), span: call.name.span };
-                    Stmt::Op(Op::Call(Call { name, args, span: call.span }))
-                }
+                    }
+                    None => stmt.clone(),
+                },
                 None => stmt.clone(),
             },
-            Stmt::Op(Op::If { cond, then, otherwise, span }) => Stmt::Op(Op::If {
+            Stmt::If { cond, then, otherwise, site, span } => Stmt::If {
                 cond: cond.clone(),
-                then: branch(then),
-                otherwise: otherwise.as_ref().map(branch),
+                then: resolve_activation_calls(then, acts),
+                otherwise: otherwise.as_ref().map(|o| resolve_activation_calls(o, acts)),
+                site: site.clone(),
                 span: *span,
-            }),
-            Stmt::Op(Op::Combine { combinator, arms, span }) => {
-                Stmt::Op(Op::Combine { combinator: *combinator, arms: arms.iter().map(branch).collect(), span: *span })
-            }
-            Stmt::Op(Op::Merge { arms, expr, span }) => Stmt::Op(Op::Merge {
-                arms: arms.iter().map(|(n, b)| (n.clone(), branch(b))).collect(),
+            },
+            Stmt::Combine { combinator, arms: a } => Stmt::Combine { combinator: *combinator, arms: arms(a) },
+            Stmt::Merge { arms: a, expr, site } => Stmt::Merge {
+                arms: a.iter().map(|(n, b)| (n.clone(), resolve_activation_calls(b, acts))).collect(),
                 expr: expr.clone(),
-                span: *span,
-            }),
+                site: site.clone(),
+            },
             other => other.clone(),
         })
         .collect()
 }
 
 /// The branch names of a merge, in order.
-fn arm_names(arms: &[(crate::syntax::ast::Ident, Branch)]) -> Vec<String> {
-    arms.iter().map(|(n, _)| n.name.clone()).collect()
+fn arm_names(arms: &[(String, Vec<Stmt>)]) -> Vec<String> {
+    arms.iter().map(|(n, _)| n.clone()).collect()
 }
