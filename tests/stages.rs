@@ -91,6 +91,7 @@ stage_tests! {
     imagenet_res2net_50_26w_4s => "specs/imagenet/res2net-50-26w-4s.net",
     case_res2net => "tests/cases/res2net.net",
     case_factorised => "tests/cases/factorised.net",
+    case_channel_splits => "tests/cases/channel-splits.net",
 }
 
 /// Emission is deterministic byte for byte, and repeated blocks do not multiply code.

@@ -238,7 +238,8 @@ fn init_starts_from_the_given_weights() {
 /// The newer residual family's layers train through `train()` as the classic ones do: group
 /// norm, layer norm, layer scale, dilation and ECA (tests/cases/norms.net), and stochastic depth
 /// with per-block rates (sd-resnet-110 at depth 8), Shake-Shake (depth 8, width 16), Res2Net's
-/// channel slicing (tests/cases/res2net.net), rectangular kernels (tests/cases/factorised.net): finite losses every epoch, the training loss
+/// channel slicing (tests/cases/res2net.net, CSP and dual-path blocks in
+/// tests/cases/channel-splits.net), rectangular kernels (tests/cases/factorised.net): finite losses every epoch, the training loss
 /// falling, and the checkpoint loading back into the same network.
 #[test]
 fn the_newer_layers_train() {
@@ -248,6 +249,7 @@ fn the_newer_layers_train() {
         ("shake-shake", common::network_with("specs/shake-shake-26-2x96d.net", &["depth=8", "width=16"])),
         ("res2net", common::network_with("tests/cases/res2net.net", &[])),
         ("factorised", common::network_with("tests/cases/factorised.net", &[])),
+        ("channel-splits", common::network_with("tests/cases/channel-splits.net", &[])),
     ] {
         let dir = temp(name);
         let dataset = data::load(&fixture(&dir), [3, 32, 32]).unwrap();
