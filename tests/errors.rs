@@ -70,6 +70,8 @@ error_tests! {
     slice_beyond_channels => "tests/errors/slice-beyond-channels.net",
     pair_for_channels => "tests/errors/pair-for-channels.net",
     pair_kernel_too_tall => "tests/errors/pair-kernel-too-tall.net",
+    pad_shortcut_before => "tests/errors/pad-shortcut-before.net",
+    shift_past_the_map => "tests/errors/shift-past-the-map.net",
     input_misplaced => "tests/errors/input-misplaced.net",
     input_missing => "tests/errors/input-missing.net",
     input_rank => "tests/errors/input-rank.net",

@@ -92,6 +92,7 @@ stage_tests! {
     case_res2net => "tests/cases/res2net.net",
     case_factorised => "tests/cases/factorised.net",
     case_channel_splits => "tests/cases/channel-splits.net",
+    case_shortcuts => "tests/cases/shortcuts.net",
 }
 
 /// Emission is deterministic byte for byte, and repeated blocks do not multiply code.

@@ -314,6 +314,11 @@ pub enum Layer {
         start: u64,
         channels: u64,
     },
+    /// Every pixel taken from `rows` below and `cols` to the right, zeros past the edge.
+    Shift {
+        rows: u64,
+        cols: u64,
+    },
 }
 
 impl Layer {
@@ -339,6 +344,7 @@ impl Layer {
             Layer::PRelu { .. } => "prelu",
             Layer::ChannelConv { .. } => "channel_conv",
             Layer::Slice { .. } => "slice",
+            Layer::Shift { .. } => "shift",
         }
     }
 }

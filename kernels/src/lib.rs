@@ -18,7 +18,7 @@ pub mod norm;
 pub mod shortcut;
 
 pub use norm::batch_norm_module;
-pub use shortcut::{PadShortcut, pad_shortcut};
+pub use shortcut::{PadShortcut, pad_shortcut, shift};
 
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;

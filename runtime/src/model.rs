@@ -58,6 +58,11 @@ enum Op {
         function: ActFn,
         args: Vec<f64>,
     },
+    /// Pixels moved up by `rows` and left by `cols`, zeros filled in.
+    Shift {
+        rows: usize,
+        cols: usize,
+    },
     /// Channels (features) `start .. start + channels`.
     Slice {
         start: usize,
@@ -460,6 +465,7 @@ impl DynBlock {
                     Layer::Slice { start, channels } => {
                         Op::Slice { start: start as usize, channels: channels as usize }
                     }
+                    Layer::Shift { rows, cols } => Op::Shift { rows: rows as usize, cols: cols as usize },
                 },
                 NodeKind::Block { body, .. } => {
                     let child = DynBlock::build(body, device);
@@ -560,6 +566,7 @@ impl DynBlock {
                     Act::Maps(t) => Act::Maps(activation(*function, args, t)),
                     Act::Flat(t) => Act::Flat(activation(*function, args, t)),
                 },
+                Op::Shift { rows, cols } => Act::Maps(resnetc_kernels::shift(x.maps(), *rows, *cols)),
                 Op::Slice { start, channels } => match x {
                     Act::Maps(t) => Act::Maps(t.narrow(1, *start, *channels)),
                     Act::Flat(t) => Act::Flat(t.narrow(1, *start, *channels)),

@@ -51,6 +51,8 @@ REFERENCES = {
     "norms": (lambda: Norms(10), 1e-4),
     "res2net": (lambda: Res2Net(10), 1e-4),
     "factorised": (lambda: Factorised(10), 1e-4),
+    "pyramidnet-110-48": (lambda: m.PyramidNet(8, 48, 10), 1e-4),
+    "shortcuts": (lambda: Shortcuts(10), 1e-4),
 }
 
 
@@ -139,6 +141,35 @@ class Norms(torch.nn.Module):
         x = x * torch.sigmoid(gate)
         x = self.ln2(F.adaptive_avg_pool2d(x, 1))
         return self.fc(torch.flatten(x, 1))
+
+
+class ShiftedShortcutUnit(torch.nn.Module):
+    """One residual branch (`m.ShakeBranch`) plus Shake-Shake's shortcut as `m.ShakeBlock` writes it."""
+
+    def __init__(self, cin, width, stride):
+        super().__init__()
+        self.a = m.ShakeBranch(cin, width, stride)
+        self.p1, self.p2 = m.conv1x1(cin, width // 2, stride), m.conv1x1(cin, width // 2, stride)
+        self.bn = torch.nn.BatchNorm2d(width)
+
+    def forward(self, x):
+        h = F.relu(x)
+        shifted = F.pad(h, (0, 1, 0, 1))[:, :, 1:, 1:]
+        return self.a(x) + self.bn(torch.cat([self.p1(h), self.p2(shifted)], 1))
+
+
+class Shortcuts(torch.nn.Module):
+    """tests/cases/shortcuts.net."""
+
+    def __init__(self, classes):
+        super().__init__()
+        self.conv1, self.bn1 = m.conv3x3(3, 16), torch.nn.BatchNorm2d(16)
+        self.u1, self.u2 = ShiftedShortcutUnit(16, 32, 2), ShiftedShortcutUnit(32, 48, 1)
+        self.fc = torch.nn.Linear(48, classes)
+
+    def forward(self, x):
+        x = self.u2(self.u1(self.bn1(self.conv1(x))))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(F.relu(x), 1), 1))
 
 
 class Factorised(torch.nn.Module):
@@ -255,7 +286,17 @@ def f32_deviation(build, seed):
         F.cross_entropy(model(x), target).backward()
         grads[dtype] = {k: p.grad.double() for k, p in model.named_parameters()}
     ref, f32 = grads[torch.float64], grads[torch.float32]
-    return max(((f32[k] - ref[k]).abs().max() / ref[k].abs().max().clamp_min(1e-12)).item() for k in ref)
+    # A gradient that is zero in exact arithmetic (a batch norm's bias that another batch norm
+    # normalises away, PyramidNet's) is rounding noise in f32: such a tensor (below 1e-9 of the
+    # network's largest gradient) is measured against that largest gradient, as
+    # runtime/tests/oracle.rs compares it.
+    largest = max(r.abs().max().item() for r in ref.values())
+
+    def scale(r):
+        own = r.abs().max().item()
+        return largest if own < 1e-9 * largest else max(own, 1e-12)
+
+    return max(((f32[k] - ref[k]).abs().max() / scale(ref[k])).item() for k in ref)
 
 
 # A draw is used only where PyTorch's f32 gradients are within this of its f64 ones: some draws

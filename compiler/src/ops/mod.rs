@@ -57,6 +57,8 @@ pub enum Prim {
     GlobalAvgPool,
     Linear,
     PadShortcut,
+    /// `shift(rows, cols)`: pixels moved up and left, zeros past the edge.
+    Shift,
     /// `channel_conv(kernel)`: a 1-D convolution across channels (ECA).
     ChannelConv,
     /// `slice(start, channels)`: a run of the input's channels.
@@ -286,7 +288,7 @@ pub(crate) fn check(cx: &mut Checker, a: &Args, input: Input) -> Option<(Layer, 
         Prim::Dropout | Prim::DropPath => dropout::check(cx, a, input),
         Prim::AvgPool | Prim::MaxPool | Prim::GlobalAvgPool => pool::check(cx, a, input),
         Prim::Linear => linear::check(cx, a, input),
-        Prim::PadShortcut => shortcut::check(cx, a, input),
+        Prim::PadShortcut | Prim::Shift => shortcut::check(cx, a, input),
         Prim::ChannelConv => channel::check(cx, a, input),
         Prim::Slice => channel::check_slice(cx, a, input),
         Prim::Act(f) => check_activation(cx, a, input, f),
@@ -326,6 +328,7 @@ pub fn counts(layer: &Layer, out: &Shape) -> Option<(u64, u64)> {
         | Layer::GlobalAvgPool
         | Layer::PadShortcut { .. }
         | Layer::Slice { .. }
+        | Layer::Shift { .. }
         | Layer::Activation { .. } => Some((0, 0)),
     }
 }
@@ -423,7 +426,7 @@ pub(crate) fn ctor(em: &mut Emitter, a: &mut EmitArgs, field: &Ident) -> Result<
         Prim::Dropout | Prim::DropPath => dropout::ctor(a, field),
         Prim::AvgPool | Prim::MaxPool | Prim::GlobalAvgPool => pool::ctor(em, a, field),
         Prim::Linear => linear::ctor(em, a, field),
-        Prim::PadShortcut => shortcut::ctor(a, field),
+        Prim::PadShortcut | Prim::Shift => shortcut::ctor(a, field),
         Prim::ChannelConv => channel::ctor(a, field),
         Prim::Slice => channel::slice_ctor(a, field),
         Prim::Act(_) => {
@@ -449,7 +452,7 @@ pub(crate) fn forward(em: &mut Emitter, prim: Prim, access: TokenStream, rank: &
         Prim::Dropout | Prim::DropPath => dropout::forward(prim, access),
         Prim::AvgPool | Prim::MaxPool | Prim::GlobalAvgPool => pool::forward(prim, access),
         Prim::Linear => linear::forward(access, rank),
-        Prim::PadShortcut => shortcut::forward(access),
+        Prim::PadShortcut | Prim::Shift => shortcut::forward(prim, access),
         Prim::ChannelConv => channel::forward(access),
         Prim::Slice => channel::slice_forward(access),
         Prim::Act(f) => (f.def().forward)(access),
