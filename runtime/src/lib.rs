@@ -32,4 +32,5 @@ pub mod precision;
 pub mod recipe;
 pub mod report;
 pub mod train;
+pub mod transform;
 pub mod weights;
