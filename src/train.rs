@@ -14,9 +14,13 @@ use std::process::ExitCode;
 pub(crate) struct TrainArgs {
     #[command(flatten)]
     spec: SpecArgs,
-    /// The dataset: a folder or .tar/.tar.gz with CIFAR binaries or train/ and test/ image folders.
+    /// The dataset: a folder or .tar/.tar.gz with CIFAR binaries or train/ and test/ (or val/)
+    /// image folders; images of other sizes than the network's input are resized and cropped.
     #[arg(long)]
     data: PathBuf,
+    /// An image that cannot be read: stop with its path (fail), or leave it out and go on (skip).
+    #[arg(long, value_enum, default_value = "fail")]
+    on_bad_image: BadImageArg,
     /// A recipe YAML file (default: the shipped recipe of the network's family).
     #[arg(long)]
     recipe: Option<PathBuf>,
@@ -64,6 +68,21 @@ pub(crate) struct TrainArgs {
     /// fresh initialisation: fine-tuning.
     #[arg(long, value_name = "FILE.bpk", conflicts_with = "resume")]
     init: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BadImageArg {
+    Fail,
+    Skip,
+}
+
+impl From<BadImageArg> for data::BadImages {
+    fn from(a: BadImageArg) -> Self {
+        match a {
+            BadImageArg::Fail => data::BadImages::Fail,
+            BadImageArg::Skip => data::BadImages::Skip,
+        }
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -226,16 +245,27 @@ fn image_network(spec: &SpecArgs) -> Result<(Network, [usize; 3]), ExitCode> {
 }
 
 /// Check the spec and load the data in its input shape.
-fn network_and_data(spec: &SpecArgs, data_path: &Path) -> Result<(Network, Dataset), ExitCode> {
+fn network_and_data(spec: &SpecArgs, data_path: &Path, bad: data::BadImages) -> Result<(Network, Dataset), ExitCode> {
     let (network, chw) = image_network(spec)?;
-    let dataset = data::load(data_path, chw).map_err(error)?;
+    let dataset = data::load_with(data_path, chw, bad).map_err(error)?;
+    for skipped in &dataset.skipped {
+        eprintln!("warning: {skipped}; left out (--on-bad-image skip)");
+    }
     Ok((network, dataset))
+}
+
+/// The shipped recipe a network trains with when none is given: ImageNet's for large inputs.
+fn default_recipe(network: &Network) -> &'static str {
+    match network.input.as_chw() {
+        Some([_, h, w]) => recipe::default_for_input(&network.name, h, w),
+        None => recipe::default_for(&network.name),
+    }
 }
 
 fn recipe_for(args: &TrainArgs, network: &Network) -> Result<Recipe, ExitCode> {
     let mut recipe = match &args.recipe {
         Some(path) => Recipe::load(path),
-        None => Recipe::shipped(recipe::default_for(&network.name)),
+        None => Recipe::shipped(default_recipe(network)),
     }
     .map_err(error)?;
     for assignment in &args.recipe_overrides {
@@ -256,7 +286,7 @@ fn recipe_for(args: &TrainArgs, network: &Network) -> Result<Recipe, ExitCode> {
 pub(crate) fn train(args: TrainArgs) -> Result<(), ExitCode> {
     let device = resnetc_runtime::device::parse(&args.device).map_err(error)?;
     args.precision.check(&device).map_err(error)?;
-    let (network, dataset) = network_and_data(&args.spec, &args.data)?;
+    let (network, dataset) = network_and_data(&args.spec, &args.data, args.on_bad_image.into())?;
     let mut recipe = recipe_for(&args, &network)?;
     let out = match &args.out {
         Some(out) => out.clone(),
@@ -341,19 +371,19 @@ struct Scoring {
 fn scoring(args: &ScoreArgs) -> Result<Scoring, ExitCode> {
     let ScoreArgs { spec, weights, data, recipe, device, .. } = args;
     let device = resnetc_runtime::device::parse(device).map_err(error)?.main();
-    let (network, dataset) = network_and_data(spec, data)?;
+    let (network, dataset) = network_and_data(spec, data, data::BadImages::Fail)?;
     let beside = [weights.parent(), weights.parent().and_then(Path::parent)]
         .into_iter()
         .flatten()
         .map(|d| d.join("recipe.yaml"))
         .find(|p| p.exists());
-    let normalize = match recipe.as_deref().or(beside.as_deref()) {
-        Some(path) => Recipe::load(path).map_err(error)?.normalize,
+    let recipe = match recipe.as_deref().or(beside.as_deref()) {
+        Some(path) => Some(Recipe::load(path).map_err(error)?),
         None => None,
     };
-    let (mean, std) = match normalize {
+    let (mean, std) = match recipe.as_ref().and_then(|r| r.normalize.clone()) {
         Some(n) => (n.mean, n.std),
-        None => dataset.train.channel_stats(),
+        None => dataset.train.channel_stats().map_err(error)?,
     };
     let classes = network.output.numel();
     if let Some(&label) = dataset.test.labels.iter().find(|&&l| u64::from(l) >= classes) {
@@ -366,7 +396,11 @@ fn scoring(args: &ScoreArgs) -> Result<Scoring, ExitCode> {
     let model = DynNet::new(&network, &device)
         .try_load_file(weights)
         .map_err(|e| error(format!("{}: cannot load into {}: {e}", weights.display(), network.name)))?;
-    let augment = Augment { mean, std, pad: 0, flip: false };
+    // The run's evaluation geometry (its crop_pct) for images of other sizes than the input.
+    let augment = match &recipe {
+        Some(r) => runtime::augment_of(r, mean, std),
+        None => Augment::new(mean, std, 0, false),
+    };
     Ok(Scoring { network, dataset, model, augment, device })
 }
 
@@ -407,7 +441,7 @@ pub(crate) fn bench(args: BenchArgs) -> Result<(), ExitCode> {
     let network = c.check(id, &args.spec.overrides).map_err(|d| fail(&c, &d))?;
     let recipe = match &args.recipe {
         Some(path) => Recipe::load(path),
-        None => Recipe::shipped(recipe::default_for(&network.name)),
+        None => Recipe::shipped(default_recipe(network)),
     }
     .map_err(error)?;
     resnetc_runtime::fused::set_enabled(!args.no_fuse);

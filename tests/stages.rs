@@ -93,6 +93,7 @@ stage_tests! {
     case_factorised => "tests/cases/factorised.net",
     case_channel_splits => "tests/cases/channel-splits.net",
     case_shortcuts => "tests/cases/shortcuts.net",
+    case_photo_64 => "tests/cases/photo-64.net",
 }
 
 /// Emission is deterministic byte for byte, and repeated blocks do not multiply code.

@@ -14,7 +14,7 @@ use resnetc_runtime::train::ranks;
 fn batch(split: &Split, indices: &[usize], augment: &Augment, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
     let [c, h, w] = split.shape;
     let mut pixels = Vec::new();
-    augment.batch(split, indices, None, &mut pixels);
+    augment.batch(split, indices, None, &mut pixels).unwrap();
     let x = Tensor::<4>::from_data(TensorData::new(pixels, [indices.len(), c, h, w]), device);
     let labels: Vec<i64> = indices.iter().map(|&i| i64::from(split.labels[i])).collect();
     (x, Tensor::from_data(TensorData::new(labels, [indices.len()]), device))
@@ -54,7 +54,7 @@ fn main() {
         .first()
         .map_or_else(|| std::path::Path::new(weights).parent().unwrap().join("recipe.yaml"), std::path::PathBuf::from);
     let n = Recipe::load(&recipe).unwrap().normalize.unwrap();
-    let augment = Augment { mean: n.mean, std: n.std, pad: 0, flip: false };
+    let augment = Augment::new(n.mean, n.std, 0, false);
     let device = Device::flex();
     let ad = device.clone().autodiff();
     let test: Vec<usize> = data::shuffled(dataset.test.len(), &mut data::rng(1));

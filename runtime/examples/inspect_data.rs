@@ -8,7 +8,7 @@ fn main() {
     let start = std::time::Instant::now();
     match resnetc_runtime::data::load(std::path::Path::new(&path), [3, 32, 32]) {
         Ok(ds) => {
-            let (mean, std) = ds.train.channel_stats();
+            let (mean, std) = ds.train.channel_stats().unwrap();
             println!(
                 "{path}: {} — {} train, {} test images, {} classes {:?}",
                 ds.format,

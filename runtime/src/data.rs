@@ -1,18 +1,28 @@
-//! CIFAR-10/100 loading and augmentation.
+//! Dataset loading and augmentation.
 //!
 //! [`load`] reads a dataset from a folder or a `.tar`/`.tar.gz`, detecting the format:
 //! the official CIFAR binary files (CIFAR-10 `data_batch_1..5.bin` + `test_batch.bin`,
-//! CIFAR-100 `train.bin` + `test.bin`), or image folders (`train/<class>/*.png|jpg`,
-//! `test/<class>/*`, classes by sorted folder name, as torchvision's ImageFolder).
-//! Images are decoded once into memory as `u8` planes; [`Augment`] builds normalised
-//! `f32` batches with the papers' augmentation (4-pixel zero pad, random crop, horizontal
-//! flip), deterministic for a seed. Every defect in the input is an error naming the file.
+//! CIFAR-100 `train.bin` + `test.bin`), or image folders (`train/<class>/*.png|jpg|jpeg|webp`
+//! and `test/<class>/*` or `val/<class>/*`, classes by sorted folder name, as torchvision's
+//! ImageFolder; grayscale, palette, alpha and CMYK images become RGB, or gray for a
+//! one-channel network). Every image's header is read at load, so a corrupt file is found
+//! before training, named with its path, and is an error or skipped ([`BadImages`]).
+//!
+//! Images that all have the network's input size (CIFAR) are decoded once into memory as `u8`
+//! planes ([`Images::Decoded`]); folders of other or mixed sizes stay encoded
+//! ([`Images::Encoded`]) and are decoded when a batch needs them, in the loader's workers, so
+//! memory does not grow with the dataset. [`Augment`] builds normalised `f32` batches: the
+//! papers' CIFAR augmentation (4-pixel zero pad, random crop, horizontal flip) for images of
+//! the input size, torchvision's geometry ([`crate::transform::Geometry`]: RandomResizedCrop
+//! or resize + centre crop) for the others; deterministic for a seed.
 
+use crate::transform::{Geometry, Pixels};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Why a dataset could not be loaded; each names the file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -31,14 +41,54 @@ fn format_error(path: impl Into<PathBuf>, message: impl Into<String>) -> DataErr
     DataError::Format { path: path.into(), message: message.into() }
 }
 
-/// Images and labels of one split, decoded into memory.
+/// Images and labels of one split.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Split {
-    /// `len × C × H × W` bytes, channel planes (R, G, B) in row-major order.
-    pub pixels: Vec<u8>,
+    pub images: Images,
     pub labels: Vec<u16>,
-    /// `[C, H, W]`.
+    /// `[C, H, W]`: the network's input, what every image becomes.
     pub shape: [usize; 3],
+}
+
+/// Where a split's images are.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Images {
+    /// Decoded once: `len × C × H × W` bytes, channel planes (R, G, B) in row-major order.
+    Decoded(Vec<u8>),
+    /// Encoded files of any size, decoded when a batch needs them.
+    Encoded(Arc<Encoded>),
+}
+
+/// Encoded image files of one split, in label order.
+#[derive(Debug)]
+pub struct Encoded {
+    files: Arc<Files>,
+    paths: Vec<String>,
+    /// What a file that fails to decode becomes (its header was read at load).
+    bad: BadImages,
+}
+
+impl PartialEq for Encoded {
+    /// The same files, whichever folder or archive holds them.
+    fn eq(&self, other: &Self) -> bool {
+        self.paths == other.paths
+    }
+}
+
+impl Encoded {
+    /// Image `i` decoded, in `channels` (1 or 3).
+    pub fn decode(&self, i: usize, channels: usize) -> Result<Pixels, DataError> {
+        let rel = &self.paths[i];
+        let bytes = self.files.read(rel)?;
+        let image = image::load_from_memory(&bytes)
+            .map_err(|e| format_error(self.files.display(rel), format!("unreadable image: {e}")))?;
+        Ok(if channels == 1 { Pixels::gray(image.to_luma8()) } else { Pixels::rgb(image.to_rgb8()) })
+    }
+
+    /// The path of image `i`, as errors name it.
+    pub fn path(&self, i: usize) -> PathBuf {
+        self.files.display(&self.paths[i])
+    }
 }
 
 impl Split {
@@ -52,19 +102,59 @@ impl Split {
         self.labels.is_empty()
     }
 
-    /// The pixels of image `i`.
-    pub fn image(&self, i: usize) -> &[u8] {
+    /// The decoded pixels of image `i` (channel planes); `None` for an encoded split.
+    pub fn image(&self, i: usize) -> Option<&[u8]> {
         let n = self.shape.iter().product::<usize>();
-        &self.pixels[i * n..(i + 1) * n]
+        match &self.images {
+            Images::Decoded(pixels) => Some(&pixels[i * n..(i + 1) * n]),
+            Images::Encoded(_) => None,
+        }
     }
 
-    /// Per-channel mean and standard deviation of the pixels, scaled to [0, 1].
-    pub fn channel_stats(&self) -> (Vec<f32>, Vec<f32>) {
+    /// Image `i` as interleaved pixels, decoding it if the split is encoded.
+    pub fn pixels(&self, i: usize) -> Result<Pixels, DataError> {
+        match &self.images {
+            Images::Encoded(e) => e.decode(i, self.shape[0]),
+            Images::Decoded(_) => {
+                let [c, h, w] = self.shape;
+                let planes = self.image(i).expect("decoded");
+                let mut data = vec![0u8; c * h * w];
+                for ch in 0..c {
+                    for (p, &v) in planes[ch * h * w..(ch + 1) * h * w].iter().enumerate() {
+                        data[p * c + ch] = v;
+                    }
+                }
+                Ok(Pixels { width: w, height: h, channels: c, data })
+            }
+        }
+    }
+
+    /// The images `indices` as a split of their own.
+    pub fn subset(&self, indices: &[usize]) -> Split {
+        let labels = indices.iter().map(|&i| self.labels[i]).collect();
+        let images = match &self.images {
+            Images::Decoded(_) => {
+                Images::Decoded(indices.iter().flat_map(|&i| self.image(i).expect("decoded").to_vec()).collect())
+            }
+            Images::Encoded(e) => Images::Encoded(Arc::new(Encoded {
+                files: e.files.clone(),
+                paths: indices.iter().map(|&i| e.paths[i].clone()).collect(),
+                bad: e.bad,
+            })),
+        };
+        Split { images, labels, shape: self.shape }
+    }
+
+    /// Per-channel mean and standard deviation of the pixels, scaled to [0, 1]: over every
+    /// image when decoded, over up to 1,000 evenly spaced images (centre-cropped to the input)
+    /// when encoded.
+    pub fn channel_stats(&self) -> Result<(Vec<f32>, Vec<f32>), DataError> {
         let [c, h, w] = self.shape;
         let plane = h * w;
         let mut sum = vec![0f64; c];
         let mut sq = vec![0f64; c];
-        for img in self.pixels.chunks_exact(c * plane) {
+        let mut count = 0usize;
+        let mut add = |img: &[u8]| {
             for ch in 0..c {
                 for &p in &img[ch * plane..(ch + 1) * plane] {
                     let v = p as f64 / 255.0;
@@ -72,12 +162,48 @@ impl Split {
                     sq[ch] += v * v;
                 }
             }
+            count += 1;
+        };
+        match &self.images {
+            Images::Decoded(pixels) => pixels.chunks_exact(c * plane).for_each(&mut add),
+            Images::Encoded(_) => {
+                let step = self.len().div_ceil(1000).max(1);
+                let geometry = Geometry::CenterCrop { crop_pct: 0.875 };
+                for i in (0..self.len()).step_by(step) {
+                    let img = geometry.apply(&self.pixels(i)?, h, w, None);
+                    add(&planes(&img));
+                }
+            }
         }
-        let n = (self.len() * plane).max(1) as f64;
+        let n = (count * plane).max(1) as f64;
         let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
         let std = sq.iter().zip(&mean).map(|(q, m)| ((q / n - m * m).max(0.0)).sqrt() as f32).collect();
-        (mean.into_iter().map(|m| m as f32).collect(), std)
+        Ok((mean.into_iter().map(|m| m as f32).collect(), std))
     }
+}
+
+/// Interleaved pixels as channel planes.
+fn planes(img: &Pixels) -> Vec<u8> {
+    let c = img.channels;
+    let mut out = vec![0u8; img.data.len()];
+    let plane = img.width * img.height;
+    for (p, px) in img.data.chunks_exact(c).enumerate() {
+        for (ch, &v) in px.iter().enumerate() {
+            out[ch * plane + p] = v;
+        }
+    }
+    out
+}
+
+/// What to do with an image that cannot be read (a corrupt or truncated file).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BadImages {
+    /// Stop with an error naming the file (the default).
+    #[default]
+    Fail,
+    /// Leave the image out (at load), or train on a black image in its place (a file that
+    /// breaks only when the loader decodes it), reporting each.
+    Skip,
 }
 
 /// A dataset: both splits and the class names.
@@ -86,11 +212,15 @@ pub struct Dataset {
     pub train: Split,
     pub test: Split,
     pub classes: Vec<String>,
-    /// Which layout was found, for logs: `cifar10-binary`, `cifar100-binary`, `image-folder`.
+    /// Which layout was found, for logs: `cifar10-binary`, `cifar100-binary`, `image-folder`
+    /// (decoded once), `image-folder (streamed)`.
     pub format: &'static str,
+    /// Images left out as unreadable ([`BadImages::Skip`]), with why.
+    pub skipped: Vec<String>,
 }
 
 /// The files of a folder or an archive, by relative path with `/` separators.
+#[derive(Debug)]
 enum Files {
     Disk { root: PathBuf, paths: Vec<String> },
     Memory { archive: PathBuf, files: BTreeMap<String, Vec<u8>> },
@@ -172,9 +302,15 @@ fn open(path: &Path) -> Result<Files, DataError> {
     Ok(Files::Memory { archive: path.to_path_buf(), files })
 }
 
-/// Load a dataset from `path` (a folder, `.tar` or `.tar.gz`); images must be `shape` = `[C, H, W]`.
+/// Load a dataset from `path` (a folder, `.tar` or `.tar.gz`) for a network taking `shape` =
+/// `[C, H, W]`; an unreadable image is an error.
 pub fn load(path: &Path, shape: [usize; 3]) -> Result<Dataset, DataError> {
-    let files = open(path)?;
+    load_with(path, shape, BadImages::Fail)
+}
+
+/// [`load`], with what to do about unreadable images.
+pub fn load_with(path: &Path, shape: [usize; 3], bad: BadImages) -> Result<Dataset, DataError> {
+    let files = Arc::new(open(path)?);
     let paths = files.paths();
     // The layout may sit one folder down (`cifar-10-batches-bin/`, `cifar10/`).
     let prefixes: Vec<String> = std::iter::once(String::new())
@@ -189,10 +325,11 @@ pub fn load(path: &Path, shape: [usize; 3]) -> Result<Dataset, DataError> {
             return cifar_binary(&files, prefix, 100, shape);
         }
         let under = |split: &str| {
-            paths.iter().any(|p| p.strip_prefix(prefix).is_some_and(|r| r.starts_with(&format!("{split}/"))))
+            paths.iter().any(|p| p.strip_prefix(prefix.as_str()).is_some_and(|r| r.starts_with(&format!("{split}/"))))
         };
-        if under("train") && under("test") {
-            return image_folders(&files, prefix, shape);
+        if under("train") && (under("test") || under("val")) {
+            let eval = if under("test") { "test" } else { "val" };
+            return image_folders(&files, prefix, eval, shape, bad);
         }
     }
     Err(DataError::UnknownLayout { path: path.to_path_buf() })
@@ -208,7 +345,7 @@ fn cifar_binary(files: &Files, prefix: &str, classes: u16, shape: [usize; 3]) ->
         ));
     }
     let read_split = |names: &[String]| -> Result<Split, DataError> {
-        let mut split = Split { pixels: Vec::new(), labels: Vec::new(), shape };
+        let (mut pixels, mut labels) = (Vec::new(), Vec::new());
         for name in names {
             let bytes = files.read(name)?;
             let record = label_bytes + pixels_per_image;
@@ -227,11 +364,11 @@ fn cifar_binary(files: &Files, prefix: &str, classes: u16, shape: [usize; 3]) ->
                         format!("record {i}: label {label} is out of range 0..{classes}"),
                     ));
                 }
-                split.labels.push(label);
-                split.pixels.extend_from_slice(&r[label_bytes..]);
+                labels.push(label);
+                pixels.extend_from_slice(&r[label_bytes..]);
             }
         }
-        Ok(split)
+        Ok(Split { images: Images::Decoded(pixels), labels, shape })
     };
     let (train_names, test_names): (Vec<String>, Vec<String>) = if classes == 10 {
         ((1..=5).map(|i| format!("{prefix}data_batch_{i}.bin")).collect(), vec![format!("{prefix}test_batch.bin")])
@@ -249,10 +386,24 @@ fn cifar_binary(files: &Files, prefix: &str, classes: u16, shape: [usize; 3]) ->
         test: read_split(&test_names)?,
         classes: (0..classes).map(|c| c.to_string()).collect(),
         format: if classes == 10 { "cifar10-binary" } else { "cifar100-binary" },
+        skipped: Vec::new(),
     })
 }
 
-fn image_folders(files: &Files, prefix: &str, shape: [usize; 3]) -> Result<Dataset, DataError> {
+/// The file extensions image folders hold.
+const IMAGE_EXTENSIONS: &[&str] = &[".png", ".jpg", ".jpeg", ".webp"];
+
+fn image_folders(
+    files: &Arc<Files>,
+    prefix: &str,
+    eval: &str,
+    shape: [usize; 3],
+    bad: BadImages,
+) -> Result<Dataset, DataError> {
+    let [c, h, w] = shape;
+    if c != 1 && c != 3 {
+        return Err(format_error(files.display(prefix), format!("images have 1 or 3 channels, the network takes {c}")));
+    }
     let paths = files.paths();
     let classes_of = |split: &str| -> BTreeMap<String, Vec<String>> {
         let mut classes: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -261,7 +412,7 @@ fn image_folders(files: &Files, prefix: &str, shape: [usize; 3]) -> Result<Datas
             if let Some((class, file)) = p.strip_prefix(root.as_str()).and_then(|r| r.split_once('/')) {
                 let entry = classes.entry(class.to_string()).or_default();
                 let lower = file.to_ascii_lowercase();
-                if lower.ends_with(".png") || lower.ends_with(".jpg") || lower.ends_with(".jpeg") {
+                if IMAGE_EXTENSIONS.iter().any(|e| lower.ends_with(e)) {
                     entry.push(p.to_string());
                 }
             }
@@ -269,35 +420,100 @@ fn image_folders(files: &Files, prefix: &str, shape: [usize; 3]) -> Result<Datas
         classes
     };
     let train = classes_of("train");
-    let test = classes_of("test");
+    let test = classes_of(eval);
     let names: Vec<String> = train.keys().cloned().collect();
     if names != test.keys().cloned().collect::<Vec<_>>() {
+        let missing: Vec<&String> = names.iter().filter(|n| !test.contains_key(*n)).collect();
+        let extra: Vec<&String> = test.keys().filter(|n| !train.contains_key(*n)).collect();
         return Err(format_error(
-            files.display(&format!("{prefix}test")),
-            format!("the test classes {:?} differ from the train classes {:?}", test.keys().collect::<Vec<_>>(), names),
+            files.display(&format!("{prefix}{eval}")),
+            format!(
+                "the {eval} classes differ from the train classes: missing from {eval}/ {missing:?}, not in train/ {extra:?}"
+            ),
         ));
     }
-    let read_split = |classes: &BTreeMap<String, Vec<String>>, split: &str| -> Result<Split, DataError> {
-        let mut out = Split { pixels: Vec::new(), labels: Vec::new(), shape };
+    // Every image's header: its size, and whether it reads at all.
+    let mut skipped = Vec::new();
+    let mut listed = Vec::new();
+    for (split, classes) in [("train", &train), (eval, &test)] {
+        let mut entries = Vec::new();
         for (label, (class, images)) in classes.iter().enumerate() {
             if images.is_empty() {
                 return Err(format_error(
                     files.display(&format!("{prefix}{split}/{class}")),
-                    "empty class folder: no .png/.jpg images",
+                    "empty class folder: no .png/.jpg/.jpeg/.webp images",
                 ));
             }
-            for path in images {
-                decode_into(files, path, shape, &mut out.pixels)?;
-                out.labels.push(label as u16);
+            entries.extend(images.iter().map(|p| (p.clone(), label as u16)));
+        }
+        let sizes = header_sizes(files, &entries);
+        let mut kept = Vec::new();
+        for ((path, label), size) in entries.into_iter().zip(sizes) {
+            match size {
+                Ok(size) => kept.push((path, label, size)),
+                Err(e) if bad == BadImages::Skip => skipped.push(e.to_string()),
+                Err(e) => return Err(e),
             }
         }
-        Ok(out)
-    };
+        for (class, images) in classes {
+            let label = names.iter().position(|n| n == class).expect("a class of this split") as u16;
+            if !kept.iter().any(|(_, l, _)| *l == label) && !images.is_empty() {
+                return Err(format_error(
+                    files.display(&format!("{prefix}{split}/{class}")),
+                    "every image of this class is unreadable (skipped)",
+                ));
+            }
+        }
+        listed.push(kept);
+    }
+    let exact = listed.iter().flatten().all(|(_, _, size)| *size == (w as u32, h as u32));
+    let mut splits = Vec::new();
+    for kept in listed {
+        let labels = kept.iter().map(|(_, l, _)| *l).collect();
+        let images = if exact {
+            let mut pixels = Vec::with_capacity(kept.len() * c * h * w);
+            for (path, _, _) in &kept {
+                decode_into(files, path, shape, &mut pixels)?;
+            }
+            Images::Decoded(pixels)
+        } else {
+            Images::Encoded(Arc::new(Encoded {
+                files: files.clone(),
+                paths: kept.into_iter().map(|(p, _, _)| p).collect(),
+                bad,
+            }))
+        };
+        splits.push(Split { images, labels, shape });
+    }
+    let test = splits.pop().expect("two splits");
+    let train = splits.pop().expect("two splits");
     Ok(Dataset {
-        train: read_split(&train, "train")?,
-        test: read_split(&test, "test")?,
+        train,
+        test,
         classes: names,
-        format: "image-folder",
+        format: if exact { "image-folder" } else { "image-folder (streamed)" },
+        skipped,
+    })
+}
+
+/// The `(width, height)` in each file's header (threads over the list), or why it cannot be read.
+fn header_sizes(files: &Files, entries: &[(String, u16)]) -> Vec<Result<(u32, u32), DataError>> {
+    let size = |rel: &str| -> Result<(u32, u32), DataError> {
+        let bytes = files.read(rel)?;
+        image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| format_error(files.display(rel), format!("unreadable image: {e}")))?
+            .into_dimensions()
+            .map_err(|e| format_error(files.display(rel), format!("unreadable image: {e}")))
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(16);
+    let chunk = entries.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = entries
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(|(p, _)| size(p)).collect::<Vec<_>>()))
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("header reads do not panic")).collect()
     })
 }
 
@@ -305,31 +521,14 @@ fn decode_into(files: &Files, rel: &str, shape: [usize; 3], out: &mut Vec<u8>) -
     let bytes = files.read(rel)?;
     let image = image::load_from_memory(&bytes)
         .map_err(|e| format_error(files.display(rel), format!("unreadable image: {e}")))?;
-    let [c, h, w] = shape;
-    if (image.width() as usize, image.height() as usize) != (w, h) {
-        return Err(format_error(
-            files.display(rel),
-            format!(
-                "image is {}×{}, the network takes {w}×{h} (images are not resized)",
-                image.width(),
-                image.height()
-            ),
-        ));
-    }
-    match c {
+    match shape[0] {
         3 => {
             let rgb = image.to_rgb8();
             for ch in 0..3 {
                 out.extend(rgb.pixels().map(|p| p.0[ch]));
             }
         }
-        1 => out.extend(image.to_luma8().into_raw()),
-        _ => {
-            return Err(format_error(
-                files.display(rel),
-                format!("images have 1 or 3 channels, the network takes {c}"),
-            ));
-        }
+        _ => out.extend(image.to_luma8().into_raw()),
     }
     Ok(())
 }
@@ -339,45 +538,111 @@ fn decode_into(files: &Files, rel: &str, shape: [usize; 3], out: &mut Vec<u8>) -
 pub struct Augment {
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
-    /// Zero padding before the random crop (4 in the papers); 0 disables cropping.
+    /// Zero padding before the random crop (4 in the papers); 0 disables cropping. For images
+    /// of the input's size.
     pub pad: usize,
     pub flip: bool,
+    /// How training images become the input when they are not its size, or always when it is a
+    /// random resized crop; evaluation resizes and crops the centre (`Geometry::apply`).
+    pub geometry: Geometry,
 }
 
 impl Augment {
-    /// Write images `indices` of `split` into `out` (`len × C × H × W`), augmenting with `rng` when given.
-    pub fn batch(&self, split: &Split, indices: &[usize], mut rng: Option<&mut ChaCha8Rng>, out: &mut Vec<f32>) {
+    /// Normalisation, the CIFAR augmentation, and ImageNet's evaluation geometry for images of
+    /// other sizes.
+    pub fn new(mean: Vec<f32>, std: Vec<f32>, pad: usize, flip: bool) -> Augment {
+        Augment { mean, std, pad, flip, geometry: Geometry::CenterCrop { crop_pct: 0.875 } }
+    }
+
+    /// The same with `geometry`.
+    pub fn with_geometry(self, geometry: Geometry) -> Augment {
+        Augment { geometry, ..self }
+    }
+
+    /// Write images `indices` of `split` into `out` (`len × C × H × W`), augmenting with `rng`
+    /// when given. An encoded image that cannot be decoded is an error naming it, or, when the
+    /// split was loaded with [`BadImages::Skip`], black in the batch and listed in the result.
+    pub fn batch(
+        &self,
+        split: &Split,
+        indices: &[usize],
+        mut rng: Option<&mut ChaCha8Rng>,
+        out: &mut Vec<f32>,
+    ) -> Result<Vec<DataError>, DataError> {
+        let bad = match &split.images {
+            Images::Encoded(e) => e.bad,
+            Images::Decoded(_) => BadImages::Fail,
+        };
         let [c, h, w] = split.shape;
         out.clear();
         out.resize(indices.len() * c * h * w, 0.0);
+        let random_crop = matches!(self.geometry, Geometry::RandomResizedCrop { .. }) && rng.is_some();
+        let mut skipped = Vec::new();
         for (slot, &i) in indices.iter().enumerate() {
-            let img = split.image(i);
-            let (dy, dx, flip) = match rng.as_deref_mut() {
-                Some(r) => {
-                    let span = 2 * self.pad as u32 + 1;
-                    let dy = (r.next_u32() % span) as isize - self.pad as isize;
-                    let dx = (r.next_u32() % span) as isize - self.pad as isize;
-                    (dy, dx, self.flip && r.next_u32() & 1 == 1)
-                }
-                None => (0, 0, false),
-            };
             let dst = &mut out[slot * c * h * w..(slot + 1) * c * h * w];
-            for ch in 0..c {
-                let (m, s) = (self.mean[ch], self.std[ch]);
-                // A padded pixel is 0 before normalisation, as torchvision pads the raw image.
-                let zero = (0.0 - m) / s;
-                for y in 0..h {
-                    let sy = y as isize + dy;
-                    for x in 0..w {
-                        let xx = if flip { w - 1 - x } else { x };
-                        let sx = xx as isize + dx;
-                        let v = if sy < 0 || sx < 0 || sy >= h as isize || sx >= w as isize {
-                            zero
-                        } else {
-                            (img[ch * h * w + sy as usize * w + sx as usize] as f32 / 255.0 - m) / s
-                        };
-                        dst[ch * h * w + y * w + x] = v;
+            match split.image(i) {
+                Some(img) if !random_crop => self.pad_crop_flip(img, [c, h, w], rng.as_deref_mut(), dst),
+                _ => {
+                    let img = match split.pixels(i) {
+                        Ok(img) => img,
+                        Err(e) if bad == BadImages::Skip => {
+                            self.normalise(&vec![0; c * h * w], c, dst);
+                            skipped.push(e);
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    let mut img = self.geometry.apply(&img, h, w, rng.as_deref_mut());
+                    if let Some(r) = rng.as_deref_mut()
+                        && self.flip
+                        && r.next_u32() & 1 == 1
+                    {
+                        img = img.flip();
                     }
+                    self.normalise(&planes(&img), c, dst);
+                }
+            }
+        }
+        Ok(skipped)
+    }
+
+    /// Planes of `c` channels normalised into `dst`.
+    fn normalise(&self, planes: &[u8], c: usize, dst: &mut [f32]) {
+        let plane = planes.len() / c;
+        for ch in 0..c {
+            let (m, s) = (self.mean[ch], self.std[ch]);
+            for (d, &p) in dst[ch * plane..(ch + 1) * plane].iter_mut().zip(&planes[ch * plane..(ch + 1) * plane]) {
+                *d = (p as f32 / 255.0 - m) / s;
+            }
+        }
+    }
+
+    /// The CIFAR augmentation of an image of the input's size (channel planes).
+    fn pad_crop_flip(&self, img: &[u8], [c, h, w]: [usize; 3], rng: Option<&mut ChaCha8Rng>, dst: &mut [f32]) {
+        let (dy, dx, flip) = match rng {
+            Some(r) => {
+                let span = 2 * self.pad as u32 + 1;
+                let dy = (r.next_u32() % span) as isize - self.pad as isize;
+                let dx = (r.next_u32() % span) as isize - self.pad as isize;
+                (dy, dx, self.flip && r.next_u32() & 1 == 1)
+            }
+            None => (0, 0, false),
+        };
+        for ch in 0..c {
+            let (m, s) = (self.mean[ch], self.std[ch]);
+            // A padded pixel is 0 before normalisation, as torchvision pads the raw image.
+            let zero = (0.0 - m) / s;
+            for y in 0..h {
+                let sy = y as isize + dy;
+                for x in 0..w {
+                    let xx = if flip { w - 1 - x } else { x };
+                    let sx = xx as isize + dx;
+                    let v = if sy < 0 || sx < 0 || sy >= h as isize || sx >= w as isize {
+                        zero
+                    } else {
+                        (img[ch * h * w + sy as usize * w + sx as usize] as f32 / 255.0 - m) / s
+                    };
+                    dst[ch * h * w + y * w + x] = v;
                 }
             }
         }

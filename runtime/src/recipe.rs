@@ -43,12 +43,43 @@ pub struct Warmup {
     pub iterations: u64,
 }
 
-/// Data augmentation: zero padding before a random crop, horizontal flips.
+/// Data augmentation: zero padding before a random crop and horizontal flips (CIFAR), or
+/// torchvision's `RandomResizedCrop` (ImageNet); images whose size is not the input's are
+/// evaluated, and trained without a random resized crop, resized and centre-cropped.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AugmentConfig {
     pub pad: usize,
     pub flip: bool,
+    /// `{ scale: [0.08, 1.0], ratio: [0.75, 1.3333] }`: a random resized crop of every training image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub random_resized_crop: Option<RandomResizedCrop>,
+    /// Evaluation resizes the shorter side to `input / crop_pct`, then crops the centre
+    /// (0.875: ImageNet's 256 → 224).
+    #[serde(default = "default_crop_pct")]
+    pub crop_pct: f64,
+}
+
+fn default_crop_pct() -> f64 {
+    0.875
+}
+
+/// torchvision's `RandomResizedCrop` parameters: the area fraction and aspect ratio ranges.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RandomResizedCrop {
+    #[serde(default = "default_scale")]
+    pub scale: [f64; 2],
+    #[serde(default = "default_ratio")]
+    pub ratio: [f64; 2],
+}
+
+fn default_scale() -> [f64; 2] {
+    [0.08, 1.0]
+}
+
+fn default_ratio() -> [f64; 2] {
+    [3.0 / 4.0, 4.0 / 3.0]
 }
 
 /// Per-channel normalisation; computed from the training set when absent.
@@ -91,9 +122,16 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ("wrn-cifar", include_str!("../../recipes/wrn-cifar.yaml")),
     ("resnext-cifar", include_str!("../../recipes/resnext-cifar.yaml")),
     ("densenet-cifar", include_str!("../../recipes/densenet-cifar.yaml")),
+    ("imagenet", include_str!("../../recipes/imagenet.yaml")),
 ];
 
-/// The recipe a network trains with by default, from its family (the network's name).
+/// The recipe a network trains with by default: ImageNet's for inputs of 128 pixels or more,
+/// else its CIFAR family's ([`default_for`]).
+pub fn default_for_input(network: &str, height: u64, width: u64) -> &'static str {
+    if height.min(width) >= 128 { "imagenet" } else { default_for(network) }
+}
+
+/// The CIFAR recipe of a network's family (from its name).
 pub fn default_for(network: &str) -> &'static str {
     if network.starts_with("wrn") || network.starts_with("wide") {
         "wrn-cifar"
@@ -109,7 +147,30 @@ pub fn default_for(network: &str) -> &'static str {
 impl Recipe {
     /// Parse YAML text; `name` is used in error locations.
     pub fn parse(name: &str, text: &str) -> Result<Recipe, RecipeError> {
-        serde_norway::from_str(text).map_err(|e| yaml_error(name, &e))
+        let recipe: Recipe = serde_norway::from_str(text).map_err(|e| yaml_error(name, &e))?;
+        recipe.check().map_err(|message| RecipeError { location: name.to_string(), message })?;
+        Ok(recipe)
+    }
+
+    /// The ranges serde cannot state.
+    fn check(&self) -> Result<(), String> {
+        let a = &self.augment;
+        if !(a.crop_pct > 0.0 && a.crop_pct <= 1.0) {
+            return Err(format!("augment.crop_pct must be in (0, 1], got {}", a.crop_pct));
+        }
+        if let Some(r) = &a.random_resized_crop {
+            let [lo, hi] = r.scale;
+            if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
+                return Err(format!(
+                    "augment.random_resized_crop.scale must be 0 < low <= high <= 1, got [{lo}, {hi}]"
+                ));
+            }
+            let [lo, hi] = r.ratio;
+            if !(lo > 0.0 && lo <= hi && hi.is_finite()) {
+                return Err(format!("augment.random_resized_crop.ratio must be 0 < low <= high, got [{lo}, {hi}]"));
+            }
+        }
+        Ok(())
     }
 
     /// Read a recipe file.
@@ -155,7 +216,9 @@ impl Recipe {
             }
             node = map.get_mut(&k).expect("inserted above");
         }
-        serde_norway::from_value(tree).map_err(|e| bad(e.to_string()))
+        let recipe: Recipe = serde_norway::from_value(tree).map_err(|e| bad(e.to_string()))?;
+        recipe.check().map_err(bad)?;
+        Ok(recipe)
     }
 
     /// The learning rate for a 0-based `iteration`, with `per_epoch` iterations an epoch.
@@ -262,5 +325,14 @@ mod tests {
         assert_eq!(default_for("densenet_bc_100_12"), "densenet-cifar");
         assert_eq!(default_for("preresnet_164"), "resnet-cifar");
         assert_eq!(default_for("se_resnet_20"), "resnet-cifar");
+        assert_eq!(default_for_input("resnet_50", 224, 224), "imagenet");
+        assert_eq!(default_for_input("resnet_20", 32, 32), "resnet-cifar");
+        let imagenet = Recipe::shipped("imagenet").unwrap();
+        assert_eq!(imagenet.augment.random_resized_crop.unwrap().scale, [0.08, 1.0]);
+        assert_eq!(imagenet.normalize.unwrap().mean, vec![0.485, 0.456, 0.406]);
+        let e = Recipe::shipped("imagenet").unwrap().set("augment.random_resized_crop.scale=[0.5, 0.2]").unwrap_err();
+        assert!(e.message.contains("0 < low <= high <= 1"), "{e}");
+        let e = Recipe::shipped("imagenet").unwrap().set("augment.crop_pct=1.5").unwrap_err();
+        assert!(e.message.contains("crop_pct"), "{e}");
     }
 }

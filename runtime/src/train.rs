@@ -27,6 +27,7 @@ use crate::model::DynNet;
 use crate::precision::Precision;
 use crate::recipe::Recipe;
 use crate::report::{self, Row, Summary};
+use crate::transform::Geometry;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::InMemDataset;
@@ -85,12 +86,38 @@ fn batch_of(pixels: Vec<f32>, split: &Split, indices: &[usize], part: Part, devi
     Batch { images, targets, part }
 }
 
+/// What the loader's workers find wrong with images they decode: a skipped image (loaded with
+/// `BadImages::Skip`) is a warning, any other stops the run with the file named.
+#[derive(Clone)]
+struct ImageErrors {
+    shared: Shared,
+    interrupter: Interrupter,
+}
+
+impl ImageErrors {
+    fn report(&self, result: Result<Vec<data::DataError>, data::DataError>) {
+        match result {
+            Ok(skipped) => {
+                for e in skipped {
+                    eprintln!("warning: {e}; skipped (--on-bad-image skip): a black image in its place");
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                lock(&self.shared).failure.get_or_insert_with(|| message.clone());
+                self.interrupter.stop(Some(&message));
+            }
+        }
+    }
+}
+
 /// Builds augmented training batches from image indices.
 #[derive(Clone)]
 struct TrainBatcher {
     split: Arc<Split>,
     augment: Augment,
     seed: u64,
+    errors: ImageErrors,
 }
 
 /// A generator seed from the run seed and a batch's indices (splitmix64 steps).
@@ -108,7 +135,7 @@ impl Batcher<u32, Batch> for TrainBatcher {
         let indices: Vec<usize> = items.iter().map(|&i| i as usize).collect();
         let mut rng = data::rng(batch_seed(self.seed, &items));
         let mut pixels = Vec::new();
-        self.augment.batch(&self.split, &indices, Some(&mut rng), &mut pixels);
+        self.errors.report(self.augment.batch(&self.split, &indices, Some(&mut rng), &mut pixels));
         batch_of(pixels, &self.split, &indices, Part::Train, device)
     }
 }
@@ -126,6 +153,7 @@ struct EvalBatcher {
     train: Arc<Split>,
     test: Arc<Split>,
     augment: Augment,
+    errors: ImageErrors,
 }
 
 impl Batcher<Chunk, Batch> for EvalBatcher {
@@ -135,7 +163,7 @@ impl Batcher<Chunk, Batch> for EvalBatcher {
         let split = if chunk.part == Part::Test { &self.test } else { &self.train };
         let indices: Vec<usize> = chunk.indices.iter().map(|&i| i as usize).collect();
         let mut pixels = Vec::new();
-        self.augment.batch(split, &indices, None, &mut pixels);
+        self.errors.report(self.augment.batch(split, &indices, None, &mut pixels));
         batch_of(pixels, split, &indices, chunk.part, device)
     }
 }
@@ -732,11 +760,11 @@ pub fn train(network: &Network, dataset: &Dataset, options: &TrainOptions) -> Re
     // Normalisation from the training images actually trained on, unless the recipe fixes it.
     let (mean, std) = match &recipe.normalize {
         Some(n) => (n.mean.clone(), n.std.clone()),
-        None => subset(&dataset.train, &train_idx).channel_stats(),
+        None => dataset.train.subset(&train_idx).channel_stats().map_err(|e| TrainError::Setup(e.to_string()))?,
     };
     let mut resolved = recipe.clone();
     resolved.normalize = Some(crate::recipe::Normalize { mean: mean.clone(), std: std.clone() });
-    let augment = Augment { mean, std, pad: recipe.augment.pad, flip: recipe.augment.flip };
+    let augment = augment_of(recipe, mean, std);
 
     // Iterations (optimizer steps) per epoch: until the longest device's slice is done.
     let longest_slice = replica_slices(&train_idx, replicas, options.seed).iter().map(Vec::len).max().unwrap_or(0);
@@ -846,10 +874,13 @@ pub fn train(network: &Network, dataset: &Dataset, options: &TrainOptions) -> Re
         let test_split = Arc::new(dataset.test.clone());
         // Burn reshuffles every epoch from its seed; a resumed run starts a fresh sequence.
         let shuffle_seed = options.seed.wrapping_add(start.unwrap_or(0) as u64);
+        let interrupter = Interrupter::new();
+        let errors = ImageErrors { shared: shared.clone(), interrupter: interrupter.clone() };
         let train_loader: Arc<dyn DataLoader<Batch>> = DataLoaderBuilder::new(TrainBatcher {
             split: train_split.clone(),
             augment: augment.clone(),
             seed: options.seed,
+            errors: errors.clone(),
         })
         .batch_size(device_batch)
         .shuffle(shuffle_seed)
@@ -859,7 +890,7 @@ pub fn train(network: &Network, dataset: &Dataset, options: &TrainOptions) -> Re
         let test_idx: Vec<usize> = (0..dataset.test.len()).collect();
         eval_items.extend(chunks(Part::Test, &test_idx, recipe.batch_size));
         let eval_loader: Arc<dyn DataLoader<Batch>> =
-            DataLoaderBuilder::new(EvalBatcher { train: train_split, test: test_split, augment })
+            DataLoaderBuilder::new(EvalBatcher { train: train_split, test: test_split, augment, errors })
                 .batch_size(1)
                 .num_workers(options.workers)
                 .build(InMemDataset::new(eval_items));
@@ -878,7 +909,6 @@ pub fn train(network: &Network, dataset: &Dataset, options: &TrainOptions) -> Re
         }
         let learner = Learner::new(model, optimizer, RecipeLr::new(recipe.clone(), per_epoch));
 
-        let interrupter = Interrupter::new();
         let metric =
             |part, measure, stop: bool| PartMetric::new(part, measure, &shared, stop.then(|| interrupter.clone()));
         let mut training = SupervisedTraining::new(out, train_loader, eval_loader)
@@ -996,13 +1026,14 @@ fn data_parallel(device: &Selection) -> burn::train::ExecutionStrategy {
     }
 }
 
-/// The images `indices` of `split`, as a split of their own.
-fn subset(split: &Split, indices: &[usize]) -> Split {
-    let mut pixels = Vec::with_capacity(indices.len() * split.shape.iter().product::<usize>());
-    for &i in indices {
-        pixels.extend_from_slice(split.image(i));
-    }
-    Split { pixels, labels: indices.iter().map(|&i| split.labels[i]).collect(), shape: split.shape }
+/// The recipe's augmentation with a normalisation.
+pub fn augment_of(recipe: &Recipe, mean: Vec<f32>, std: Vec<f32>) -> Augment {
+    let a = &recipe.augment;
+    let geometry = match &a.random_resized_crop {
+        Some(r) => Geometry::RandomResizedCrop { scale: r.scale, ratio: r.ratio },
+        None => Geometry::CenterCrop { crop_pct: a.crop_pct },
+    };
+    Augment::new(mean, std, a.pad, a.flip).with_geometry(geometry)
 }
 
 /// Test-split scores of a model.
@@ -1027,7 +1058,9 @@ pub fn evaluate(
     let indices: Vec<usize> = (0..test.len()).collect();
     let mut pixels = Vec::new();
     for chunk in indices.chunks(batch_size.max(1)) {
-        augment.batch(test, chunk, None, &mut pixels);
+        for skipped in augment.batch(test, chunk, None, &mut pixels).map_err(|e| TrainError::Failed(e.to_string()))? {
+            eprintln!("warning: {skipped}; skipped (--on-bad-image skip): a black image in its place");
+        }
         let batch = batch_of(std::mem::take(&mut pixels), test, chunk, Part::Test, device);
         let mut scored = InferenceStep::step(&model, batch);
         scored.resolve().map_err(|e| TrainError::Failed(e.to_string()))?;

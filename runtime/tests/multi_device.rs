@@ -63,7 +63,7 @@ fn options(out: &Path, device: &str, epochs: u32, batch_size: usize) -> TrainOpt
 /// Images `indices` of the training split, normalised, and their labels, on `device`.
 fn batch(dataset: &Dataset, augment: &Augment, indices: &[usize], device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
     let mut pixels = Vec::new();
-    augment.batch(&dataset.train, indices, None, &mut pixels);
+    augment.batch(&dataset.train, indices, None, &mut pixels).unwrap();
     let images = Tensor::<4>::from_data(TensorData::new(pixels, [indices.len(), 3, 32, 32]), device);
     let labels: Vec<i64> = indices.iter().map(|&i| i64::from(dataset.train.labels[i])).collect();
     (images, Tensor::<1, Int>::from_data(TensorData::new(labels, [indices.len()]), device))
@@ -86,8 +86,8 @@ fn two_replicas_sum_to_the_gradient_of_the_global_batch() {
     let network = common::network_from("plain.net", PLAIN);
     let device = Device::flex().autodiff();
     let one = DynNet::new(&network, &device);
-    let (mean, std) = dataset.train.channel_stats();
-    let augment = Augment { mean, std, pad: 0, flip: false };
+    let (mean, std) = dataset.train.channel_stats().unwrap();
+    let augment = Augment::new(mean, std, 0, false);
     let all: Vec<usize> = (0..16).collect();
     let (images, targets) = batch(&dataset, &augment, &all, &device);
     let whole = gradients(&one, images, targets);
@@ -149,8 +149,11 @@ fn the_first_batch_norm_moves_by_the_average_of_the_replicas_updates() {
     // (the replicas' updates applied one after the other) would show as 0.9^(2·steps).
     let dir = common::temp("multi-ema");
     let mut dataset = data::load(&common::cifar10(&dir, 8, 10), [3, 32, 32]).unwrap();
-    let first = dataset.train.image(0).to_vec();
-    for chunk in dataset.train.pixels.chunks_exact_mut(first.len()) {
+    let first = dataset.train.image(0).unwrap().to_vec();
+    let resnetc_runtime::data::Images::Decoded(pixels) = &mut dataset.train.images else {
+        unreachable!("CIFAR is decoded")
+    };
+    for chunk in pixels.chunks_exact_mut(first.len()) {
         chunk.copy_from_slice(&first);
     }
     let network = common::network_from("stats.net", common::STATS);
@@ -166,7 +169,7 @@ fn the_first_batch_norm_moves_by_the_average_of_the_replicas_updates() {
 
     let augment = common::normalisation(&out);
     let mut x = Vec::new();
-    augment.batch(&dataset.train, &[0], None, &mut x);
+    augment.batch(&dataset.train, &[0], None, &mut x).unwrap();
     let plane = 32 * 32;
     for c in 0..3 {
         let values: Vec<f64> = x[c * plane..(c + 1) * plane].iter().map(|&v| f64::from(v)).collect();

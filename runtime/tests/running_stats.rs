@@ -57,15 +57,18 @@ fn worst_statistic(a: &BTreeMap<String, Vec<f64>>, b: &BTreeMap<String, Vec<f64>
 fn normalised(dataset: &Dataset, augment: &Augment) -> Vec<f64> {
     let indices: Vec<usize> = (0..dataset.train.len()).collect();
     let mut pixels = Vec::new();
-    augment.batch(&dataset.train, &indices, None, &mut pixels);
+    augment.batch(&dataset.train, &indices, None, &mut pixels).unwrap();
     pixels.into_iter().map(f64::from).collect()
 }
 
 /// The fixture's training images all replaced by copies of the first: every batch has the
 /// same statistics, whichever images it holds.
 fn identical(mut dataset: Dataset) -> Dataset {
-    let first = dataset.train.image(0).to_vec();
-    for chunk in dataset.train.pixels.chunks_exact_mut(first.len()) {
+    let first = dataset.train.image(0).unwrap().to_vec();
+    let resnetc_runtime::data::Images::Decoded(pixels) = &mut dataset.train.images else {
+        unreachable!("CIFAR is decoded")
+    };
+    for chunk in pixels.chunks_exact_mut(first.len()) {
         chunk.copy_from_slice(&first);
     }
     dataset
@@ -167,7 +170,7 @@ fn accuracies(
     let training = DynNet::new(network, &device.clone().autodiff()).load_file(file);
     for chunk in indices.chunks(batch) {
         let mut pixels = Vec::new();
-        augment.batch(&dataset.test, chunk, None, &mut pixels);
+        augment.batch(&dataset.test, chunk, None, &mut pixels).unwrap();
         let shape = [chunk.len(), 3, 32, 32];
         let labels: Vec<i64> = chunk.iter().map(|&i| i64::from(dataset.test.labels[i])).collect();
         let correct = |logits: Tensor<2>, device: &Device| {

@@ -102,7 +102,7 @@ fn a_run_leaves_its_folder_and_its_weights_load_into_the_emitted_struct() {
     let b: Vec<f32> = dynamic.forward(x).into_data().try_to_vec::<f32>().unwrap();
     assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-4), "same weights, same outputs");
     let n = saved.normalize.unwrap();
-    let augment = Augment { mean: n.mean, std: n.std, pad: 0, flip: false };
+    let augment = Augment::new(n.mean, n.std, 0, false);
     let eval = evaluate(&dynamic, &dataset.test, &augment, 5, &device).unwrap();
     assert_eq!(eval.top1, rows[2].test_acc, "eval agrees with training's last test score");
     assert!((eval.loss - rows[2].test_loss).abs() < 1e-4);
@@ -265,4 +265,61 @@ fn the_newer_layers_train() {
         let trained = DynNet::new(&network, &burn::tensor::Device::flex()).load_file(out.join("last.bpk"));
         assert_eq!(trained.tensor_paths(), DynNet::new(&network, &burn::tensor::Device::flex()).tensor_paths());
     }
+}
+
+/// A folder of images of mixed sizes and formats: three classes by dominant colour, each image
+/// a random size between 40 and 110 pixels a side, PNG or JPEG.
+fn photo_folder(root: &Path) -> PathBuf {
+    use rand_core::Rng as _;
+    let mut rng = data::rng(11);
+    let colours = [[200u8, 40, 40], [40, 200, 40], [40, 40, 200]];
+    for (split, per_class) in [("train", 20), ("val", 6)] {
+        for (c, colour) in colours.iter().enumerate() {
+            let dir = root.join(split).join(format!("class{c}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            for i in 0..per_class {
+                let (w, h) = (40 + rng.next_u32() % 70, 40 + rng.next_u32() % 70);
+                let img = image::RgbImage::from_fn(w, h, |_, _| {
+                    let n = (rng.next_u32() % 60) as u8;
+                    image::Rgb(colour.map(|v| v.saturating_add(n).saturating_sub(30)))
+                });
+                let ext = if i % 2 == 0 { "png" } else { "jpg" };
+                img.save(dir.join(format!("{i}.{ext}"))).unwrap();
+            }
+        }
+    }
+    root.to_path_buf()
+}
+
+/// `resnetc train` on a folder of mixed-size images: streamed, a random resized crop in
+/// training, resize and centre crop in evaluation; it learns the colours.
+#[test]
+fn a_folder_of_mixed_size_images_trains() {
+    let dir = temp("photos");
+    let dataset = data::load(&photo_folder(&dir.join("photos")), [3, 64, 64]).unwrap();
+    assert_eq!(dataset.format, "image-folder (streamed)");
+    let network = common::network_with("tests/cases/photo-64.net", &[]);
+    let out = dir.join("run");
+    let mut opts = options(&out, 6, 0);
+    opts.recipe = opts
+        .recipe
+        .set("augment.random_resized_crop.scale=[0.35, 1.0]")
+        .and_then(|r| r.set("augment.pad=0"))
+        .and_then(|r| r.set("optimizer.lr=0.05"))
+        .unwrap();
+    opts.workers = 2;
+    let summary = train(&network, &dataset, &opts).unwrap();
+    let rows = read_csv(&out.join("metrics.csv")).unwrap();
+    assert_eq!(rows.len(), 6);
+    assert!(rows[5].train_loss < rows[0].train_loss, "{rows:?}");
+    assert!(summary.test_accuracy.unwrap_or(0.0) > 0.6, "{summary:?}");
+    // The run's recipe records the crop, and scoring with it reproduces the test accuracy.
+    let saved = Recipe::load(&out.join("recipe.yaml")).unwrap();
+    assert!(saved.augment.random_resized_crop.is_some());
+    let n = saved.normalize.clone().unwrap();
+    let model = DynNet::new(&network, &Device::flex()).load_file(out.join("last.bpk"));
+    let augment = resnetc_runtime::train::augment_of(&saved, n.mean, n.std);
+    let scored = evaluate(&model, &dataset.test, &augment, 16, &Device::flex()).unwrap();
+    assert_eq!(scored.images, 18);
+    assert!((scored.top1 - rows[5].test_acc).abs() < 1e-6, "{} vs {}", scored.top1, rows[5].test_acc);
 }

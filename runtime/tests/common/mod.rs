@@ -112,7 +112,7 @@ pub const STATS: &str = "network stats(classes = 10) {
 #[allow(dead_code)]
 pub fn normalisation(out: &std::path::Path) -> resnetc_runtime::data::Augment {
     let n = resnetc_runtime::recipe::Recipe::load(&out.join("recipe.yaml")).unwrap().normalize.unwrap();
-    resnetc_runtime::data::Augment { mean: n.mean, std: n.std, pad: 0, flip: false }
+    resnetc_runtime::data::Augment::new(n.mean, n.std, 0, false)
 }
 
 /// `|a - b|` relative to `b` (at least 1e-3).

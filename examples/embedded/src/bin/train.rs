@@ -9,7 +9,7 @@
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use resnetc_runtime::data::{self, Augment, Dataset, Split};
+use resnetc_runtime::data::{self, Augment, Dataset, Images, Split};
 use resnetc_runtime::recipe::Recipe;
 use resnetc_runtime::train::{self, Progress, TrainOptions};
 
@@ -51,7 +51,7 @@ fn synthetic(n: usize, seed: u32) -> Split {
         }
         labels.push(class as u16);
     }
-    Split { pixels, labels, shape: [3, 32, 32] }
+    Split { images: Images::Decoded(pixels), labels, shape: [3, 32, 32] }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -67,6 +67,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             test: synthetic(60, 2),
             classes: ["red", "green", "blue"].map(String::from).to_vec(),
             format: "synthetic",
+            skipped: Vec::new(),
         },
     };
 
@@ -101,8 +102,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let scored = resnetc_runtime::model::DynNet::new(&network, &device)
         .try_load_file(out.join("last.bpk"))
         .map_err(|e| format!("{e:?}"))?;
-    let (mean, std) = dataset.train.channel_stats();
-    let augment = Augment { mean, std, pad: 0, flip: false };
+    let (mean, std) = dataset.train.channel_stats()?;
+    let augment = Augment::new(mean, std, 0, false);
     let result = train::evaluate(&scored, &dataset.test, &augment, 64, &device)?;
     println!("test top-1 {:.2} % on {} images", result.top1 * 100.0, result.images);
     std::fs::remove_dir_all(&out)?;
