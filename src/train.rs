@@ -441,7 +441,7 @@ pub(crate) fn bench(args: BenchArgs) -> Result<(), ExitCode> {
     let network = c.check(id, &args.spec.overrides).map_err(|d| fail(&c, &d))?;
     let recipe = match &args.recipe {
         Some(path) => Recipe::load(path),
-        None => Recipe::shipped(default_recipe(network)),
+        None => Recipe::shipped(default_recipe(&network)),
     }
     .map_err(error)?;
     resnetc_runtime::fused::set_enabled(!args.no_fuse);
