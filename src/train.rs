@@ -178,6 +178,13 @@ pub(crate) struct BenchArgs {
     /// training op (to measure what the fusion gives).
     #[arg(long)]
     no_fuse: bool,
+    /// Measure the data loader alone on this dataset instead of a step: one pass of the
+    /// training images decoded and augmented as `train` does, by --workers threads.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Loader threads for --data.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
 }
 
 #[derive(clap::Args)]
@@ -431,6 +438,51 @@ pub(crate) fn eval(args: EvalArgs) -> Result<(), ExitCode> {
     Ok(())
 }
 
+/// `resnetc bench --data`: the loader's throughput alone.
+fn bench_loader(args: &BenchArgs, network: &Network, recipe: Recipe, data_path: &Path) -> Result<(), ExitCode> {
+    let Some([c, h, w]) = network.input.as_chw() else {
+        return Err(error(format!(
+            "{}: the network's input {} is not an image",
+            args.spec.spec.display(),
+            network.input
+        )));
+    };
+    let start = std::time::Instant::now();
+    let dataset = data::load(data_path, [c as usize, h as usize, w as usize]).map_err(error)?;
+    let load_seconds = start.elapsed().as_secs_f64();
+    let (mean, std) = match &recipe.normalize {
+        Some(n) => (n.mean.clone(), n.std.clone()),
+        None => dataset.train.channel_stats().map_err(error)?,
+    };
+    let augment = runtime::augment_of(&recipe, mean, std);
+    let batch_size = args.batch_size.unwrap_or(recipe.batch_size);
+    let result =
+        resnetc_runtime::bench::loader(&dataset.train, &augment, batch_size, args.workers, args.seed).map_err(error)?;
+    match args.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string(
+                &serde_json::json!({ "format": dataset.format, "load_seconds": load_seconds, "loader": result })
+            )
+            .expect("JSON of numbers")
+        ),
+        Format::Table => {
+            let rss =
+                result.peak_rss_bytes.map_or("-".into(), |b| format!("{:.0} MiB", b as f64 / (1u64 << 20) as f64));
+            println!(
+                "loader: {} {} training images ({}), batch {batch_size}, {} worker(s), {h}×{w} input",
+                result.images, network.name, dataset.format, result.workers
+            );
+            println!("  loaded in          {load_seconds:>10.2} s (headers, or decoding once)");
+            println!("  images/s           {:>10.1}", result.images_per_sec);
+            println!("  pass               {:>10.2} s", result.seconds);
+            println!("  skipped            {:>10}", result.skipped);
+            println!("  peak RSS           {rss:>10}");
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn bench(args: BenchArgs) -> Result<(), ExitCode> {
     use resnetc_runtime::bench::{self, BenchOptions, Mode};
     let selection = resnetc_runtime::device::parse(&args.device).map_err(error)?;
@@ -444,6 +496,9 @@ pub(crate) fn bench(args: BenchArgs) -> Result<(), ExitCode> {
         None => Recipe::shipped(default_recipe(&network)),
     }
     .map_err(error)?;
+    if let Some(data_path) = &args.data {
+        return bench_loader(&args, &network, recipe, data_path);
+    }
     resnetc_runtime::fused::set_enabled(!args.no_fuse);
     let mode = match args.mode {
         BenchMode::Train => Mode::Train,

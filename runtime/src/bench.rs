@@ -237,6 +237,69 @@ fn device_is_cpu(device: &Device) -> bool {
     matches!(device.clone().inner().as_dispatch(), burn::backend::DispatchDevice::Flex(_))
 }
 
+/// The data loader alone (`resnetc bench --data PATH`): every training image decoded and
+/// augmented as a training batch is (for a streamed folder: decode, the recipe's random resized
+/// crop or resize + centre crop, flip, normalisation), by `workers` threads each building whole
+/// batches, as burn's loader workers do; no network runs.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LoaderResult {
+    pub images: usize,
+    pub workers: usize,
+    pub batch_size: usize,
+    pub seconds: f64,
+    pub images_per_sec: f64,
+    /// Images that could not be decoded (skipped under `--on-bad-image skip`).
+    pub skipped: usize,
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// Time one pass of the training split through `augment` (see [`LoaderResult`]).
+pub fn loader(
+    split: &crate::data::Split,
+    augment: &crate::data::Augment,
+    batch_size: usize,
+    workers: usize,
+    seed: u64,
+) -> Result<LoaderResult, String> {
+    let indices: Vec<usize> = crate::data::shuffled(split.len(), &mut crate::data::rng(seed));
+    let batches: Vec<&[usize]> = indices.chunks(batch_size.max(1)).collect();
+    let workers = workers.max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let start = Instant::now();
+    let results: Vec<Result<usize, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let (batches, next) = (&batches, &next);
+                scope.spawn(move || -> Result<usize, String> {
+                    let (mut out, mut skipped) = (Vec::new(), 0);
+                    let mut rng = crate::data::rng(seed ^ (w as u64 + 1));
+                    loop {
+                        let b = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(batch) = batches.get(b) else { return Ok(skipped) };
+                        skipped +=
+                            augment.batch(split, batch, Some(&mut rng), &mut out).map_err(|e| e.to_string())?.len();
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("a loader thread panicked".into()))).collect()
+    });
+    let seconds = start.elapsed().as_secs_f64();
+    let mut skipped = 0;
+    for r in results {
+        skipped += r?;
+    }
+    Ok(LoaderResult {
+        images: split.len(),
+        workers,
+        batch_size,
+        seconds,
+        images_per_sec: split.len() as f64 / seconds.max(1e-9),
+        skipped,
+        peak_rss_bytes: peak_rss_bytes(),
+    })
+}
+
 /// Sorts `times` and returns their median (mean of the middle two for an even count).
 pub fn median(times: &mut [f64]) -> f64 {
     times.sort_by(f64::total_cmp);

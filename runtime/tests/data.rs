@@ -324,3 +324,14 @@ fn unreadable_images_fail_or_are_skipped() {
     let e = message(load_with(&dir, [3, 16, 16], BadImages::Skip).unwrap_err());
     assert!(e.contains("val/green") && e.contains("every image of this class is unreadable"), "{e}");
 }
+
+#[test]
+fn the_loader_benchmark_decodes_every_training_image() {
+    let dir = temp("loader-bench");
+    mixed(&dir);
+    let ds = load(&dir, [3, 16, 16]).unwrap();
+    let aug = Augment::new(vec![0.5; 3], vec![0.25; 3], 0, true);
+    let r = resnetc_runtime::bench::loader(&ds.train, &aug, 2, 2, 0).unwrap();
+    assert_eq!((r.images, r.workers, r.skipped), (5, 2, 0));
+    assert!(r.images_per_sec > 0.0);
+}
