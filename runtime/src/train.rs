@@ -135,7 +135,12 @@ impl Batcher<u32, Batch> for TrainBatcher {
         let indices: Vec<usize> = items.iter().map(|&i| i as usize).collect();
         let mut rng = data::rng(batch_seed(self.seed, &items));
         let mut pixels = Vec::new();
+        let start = Instant::now();
         self.errors.report(self.augment.batch(&self.split, &indices, Some(&mut rng), &mut pixels));
+        let mut state = lock(&self.errors.shared);
+        state.loader_busy += start.elapsed();
+        state.loader_images += indices.len();
+        drop(state);
         batch_of(pixels, &self.split, &indices, Part::Train, device)
     }
 }
@@ -344,6 +349,11 @@ struct RunState {
     recipe: Recipe,
     per_epoch: u64,
     train_images: usize,
+    /// Time the loader's workers spent building this epoch's training batches (decoding and
+    /// augmenting), summed over workers, and the images they built.
+    loader_busy: std::time::Duration,
+    loader_images: usize,
+    workers: usize,
 }
 
 type Shared = Arc<Mutex<RunState>>;
@@ -372,13 +382,23 @@ impl RunState {
             seconds: now.duration_since(self.epoch_start).as_secs_f64(),
             images_per_sec: self.train_images as f64 / train_secs.max(1e-9),
         };
+        // What the loader could deliver with its workers, beside what the training consumed: a
+        // loader slower than the step starves the model.
+        let loader = self.loader_busy.as_secs_f64() / self.workers.max(1) as f64;
+        let loader = if self.loader_images > 0 && loader > 0.0 {
+            format!(" (loader {:.0} img/s)", self.loader_images as f64 / loader)
+        } else {
+            String::new()
+        };
+        self.loader_busy = std::time::Duration::ZERO;
+        self.loader_images = 0;
         if self.plain {
             let val = match (row.val_loss, row.val_acc) {
                 (Some(l), Some(a)) => format!("  val loss {l:.4} acc {:.2}%", a * 100.0),
                 _ => String::new(),
             };
             println!(
-                "epoch {epoch:>3}/{}  lr {:.4}  train loss {:.4} acc {:.2}%{val}  test loss {:.4} acc {:.2}%  {:.0}s  {:.0} img/s",
+                "epoch {epoch:>3}/{}  lr {:.4}  train loss {:.4} acc {:.2}%{val}  test loss {:.4} acc {:.2}%  {:.0}s  {:.0} img/s{loader}",
                 self.epochs,
                 row.lr,
                 row.train_loss,
@@ -849,6 +869,9 @@ pub fn train(network: &Network, dataset: &Dataset, options: &TrainOptions) -> Re
         recipe: recipe.clone(),
         per_epoch,
         train_images: train_idx.len(),
+        loader_busy: std::time::Duration::ZERO,
+        loader_images: 0,
+        workers: options.workers.max(1),
     }));
 
     if start.is_none_or(|s| s < epochs) {
