@@ -246,6 +246,25 @@ impl Files {
         }
     }
 
+    /// The `(width, height)` in an image file's header, reading no more of the file than the
+    /// header (a folder of a million photos is not read whole at load).
+    fn dimensions(&self, rel: &str) -> Result<(u32, u32), DataError> {
+        let unreadable = |e: image::ImageError| format_error(self.display(rel), format!("unreadable image: {e}"));
+        let guessed = |e: std::io::Error| format_error(self.display(rel), format!("unreadable image: {e}"));
+        match self {
+            Files::Disk { root, .. } => {
+                let path = root.join(rel);
+                let reader = image::ImageReader::open(&path).map_err(|source| DataError::Io { path, source })?;
+                reader.with_guessed_format().map_err(guessed)?.into_dimensions().map_err(unreadable)
+            }
+            Files::Memory { files, archive } => {
+                let bytes = files.get(rel).ok_or_else(|| format_error(archive.join(rel), "not in the archive"))?;
+                let reader = image::ImageReader::new(std::io::Cursor::new(bytes.as_slice()));
+                reader.with_guessed_format().map_err(guessed)?.into_dimensions().map_err(unreadable)
+            }
+        }
+    }
+
     /// The path to name in errors.
     fn display(&self, rel: &str) -> PathBuf {
         match self {
@@ -498,14 +517,7 @@ fn image_folders(
 
 /// The `(width, height)` in each file's header (threads over the list), or why it cannot be read.
 fn header_sizes(files: &Files, entries: &[(String, u16)]) -> Vec<Result<(u32, u32), DataError>> {
-    let size = |rel: &str| -> Result<(u32, u32), DataError> {
-        let bytes = files.read(rel)?;
-        image::ImageReader::new(std::io::Cursor::new(bytes))
-            .with_guessed_format()
-            .map_err(|e| format_error(files.display(rel), format!("unreadable image: {e}")))?
-            .into_dimensions()
-            .map_err(|e| format_error(files.display(rel), format!("unreadable image: {e}")))
-    };
+    let size = |rel: &str| files.dimensions(rel);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(16);
     let chunk = entries.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
