@@ -346,6 +346,12 @@ pub fn load_with(path: &Path, shape: [usize; 3], bad: BadImages) -> Result<Datas
         let under = |split: &str| {
             paths.iter().any(|p| p.strip_prefix(prefix.as_str()).is_some_and(|r| r.starts_with(&format!("{split}/"))))
         };
+        let list = |stem: &str| {
+            ["csv", "tsv"].iter().map(|e| format!("{prefix}{stem}.{e}")).find(|p| paths.contains(&p.as_str()))
+        };
+        if let (Some(train), Some(eval)) = (list("train"), list("test").or_else(|| list("val"))) {
+            return image_lists(&files, prefix, [train, eval], shape, bad);
+        }
         if under("train") && (under("test") || under("val")) {
             let eval = if under("test") { "test" } else { "val" };
             return image_folders(&files, prefix, eval, shape, bad);
@@ -419,7 +425,7 @@ fn image_folders(
     shape: [usize; 3],
     bad: BadImages,
 ) -> Result<Dataset, DataError> {
-    let [c, h, w] = shape;
+    let c = shape[0];
     if c != 1 && c != 3 {
         return Err(format_error(files.display(prefix), format!("images have 1 or 3 channels, the network takes {c}")));
     }
@@ -451,11 +457,9 @@ fn image_folders(
             ),
         ));
     }
-    // Every image's header: its size, and whether it reads at all.
-    let mut skipped = Vec::new();
-    let mut listed = Vec::new();
+    let mut entries = Vec::new();
     for (split, classes) in [("train", &train), (eval, &test)] {
-        let mut entries = Vec::new();
+        let mut list = Vec::new();
         for (label, (class, images)) in classes.iter().enumerate() {
             if images.is_empty() {
                 return Err(format_error(
@@ -463,8 +467,36 @@ fn image_folders(
                     "empty class folder: no .png/.jpg/.jpeg/.webp images",
                 ));
             }
-            entries.extend(images.iter().map(|p| (p.clone(), label as u16)));
+            list.extend(images.iter().map(|p| (p.clone(), label as u16)));
         }
+        entries.push(list);
+    }
+    let [train, test]: [Vec<(String, u16)>; 2] = entries.try_into().expect("two splits");
+    let place = |split: usize, label: u16| {
+        files.display(&format!("{prefix}{}/{}", ["train", eval][split], names[usize::from(label)]))
+    };
+    let formats = ("image-folder", "image-folder (streamed)");
+    assemble(files, [train, test], names.clone(), shape, bad, &place, formats)
+}
+
+/// A dataset from the two splits' `(file, label)` lists: every header read (an unreadable file
+/// an error or left out, per `bad`), then decoded once when every image is the input's size, or
+/// kept encoded for the loader; `place(split, label)` names a class in errors.
+fn assemble(
+    files: &Arc<Files>,
+    splits: [Vec<(String, u16)>; 2],
+    names: Vec<String>,
+    shape: [usize; 3],
+    bad: BadImages,
+    place: &dyn Fn(usize, u16) -> PathBuf,
+    (decoded, streamed): (&'static str, &'static str),
+) -> Result<Dataset, DataError> {
+    let [c, h, w] = shape;
+    // Every image's header: its size, and whether it reads at all.
+    let mut skipped = Vec::new();
+    let mut listed = Vec::new();
+    for (split, entries) in splits.into_iter().enumerate() {
+        let labels: std::collections::BTreeSet<u16> = entries.iter().map(|(_, l)| *l).collect();
         let sizes = header_sizes(files, &entries);
         let mut kept = Vec::new();
         for ((path, label), size) in entries.into_iter().zip(sizes) {
@@ -474,19 +506,15 @@ fn image_folders(
                 Err(e) => return Err(e),
             }
         }
-        for (class, images) in classes {
-            let label = names.iter().position(|n| n == class).expect("a class of this split") as u16;
-            if !kept.iter().any(|(_, l, _)| *l == label) && !images.is_empty() {
-                return Err(format_error(
-                    files.display(&format!("{prefix}{split}/{class}")),
-                    "every image of this class is unreadable (skipped)",
-                ));
+        for label in labels {
+            if !kept.iter().any(|(_, l, _)| *l == label) {
+                return Err(format_error(place(split, label), "every image of this class is unreadable (skipped)"));
             }
         }
         listed.push(kept);
     }
     let exact = listed.iter().flatten().all(|(_, _, size)| *size == (w as u32, h as u32));
-    let mut splits = Vec::new();
+    let mut out = Vec::new();
     for kept in listed {
         let labels = kept.iter().map(|(_, l, _)| *l).collect();
         let images = if exact {
@@ -502,17 +530,90 @@ fn image_folders(
                 bad,
             }))
         };
-        splits.push(Split { images, labels, shape });
+        out.push(Split { images, labels, shape });
     }
-    let test = splits.pop().expect("two splits");
-    let train = splits.pop().expect("two splits");
-    Ok(Dataset {
-        train,
-        test,
-        classes: names,
-        format: if exact { "image-folder" } else { "image-folder (streamed)" },
-        skipped,
-    })
+    let test = out.pop().expect("two splits");
+    let train = out.pop().expect("two splits");
+    Ok(Dataset { train, test, classes: names, format: if exact { decoded } else { streamed }, skipped })
+}
+
+/// Image lists (`train.csv` + `val.csv` or `test.csv`, or `.tsv`): one `path,label` per line
+/// (an optional `path,label` header first), paths relative to the list's folder, labels class
+/// indices (classes `0 ..= max`) or names (classes sorted, as folders are).
+fn image_lists(
+    files: &Arc<Files>,
+    prefix: &str,
+    lists: [String; 2],
+    shape: [usize; 3],
+    bad: BadImages,
+) -> Result<Dataset, DataError> {
+    if shape[0] != 1 && shape[0] != 3 {
+        return Err(format_error(
+            files.display(&lists[0]),
+            format!("images have 1 or 3 channels, the network takes {}", shape[0]),
+        ));
+    }
+    let present: std::collections::HashSet<&str> = files.paths().into_iter().collect();
+    let mut rows: Vec<Vec<(String, String)>> = Vec::new();
+    for list in &lists {
+        let text =
+            String::from_utf8(files.read(list)?).map_err(|_| format_error(files.display(list), "not UTF-8 text"))?;
+        let sep = if list.ends_with(".tsv") { '\t' } else { ',' };
+        let mut split = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim_end_matches('\r');
+            if line.trim().is_empty() || (n == 0 && line.eq_ignore_ascii_case(&format!("path{sep}label"))) {
+                continue;
+            }
+            let Some((path, label)) = line.rsplit_once(sep) else {
+                return Err(format_error(
+                    files.display(list),
+                    format!("line {}: expected path{sep}label, got `{line}`", n + 1),
+                ));
+            };
+            let rel = format!("{prefix}{}", path.trim().trim_start_matches("./"));
+            if !present.contains(rel.as_str()) {
+                return Err(format_error(
+                    files.display(list),
+                    format!("line {}: no file {}", n + 1, files.display(&rel).display()),
+                ));
+            }
+            split.push((rel, label.trim().to_string()));
+        }
+        if split.is_empty() {
+            return Err(format_error(files.display(list), "no images listed"));
+        }
+        rows.push(split);
+    }
+    let numeric = rows.iter().flatten().all(|(_, l)| l.parse::<u16>().is_ok());
+    let names: Vec<String> = if numeric {
+        let max = rows.iter().flatten().map(|(_, l)| l.parse::<u16>().expect("numeric")).max().unwrap_or(0);
+        (0..=max).map(|c| c.to_string()).collect()
+    } else {
+        let set: std::collections::BTreeSet<&String> = rows.iter().flatten().map(|(_, l)| l).collect();
+        set.into_iter().cloned().collect()
+    };
+    let label_of = |l: &str| -> u16 {
+        if numeric {
+            l.parse().expect("numeric")
+        } else {
+            names.iter().position(|n| n == l).expect("a listed class") as u16
+        }
+    };
+    let train_classes: std::collections::BTreeSet<u16> = rows[0].iter().map(|(_, l)| label_of(l)).collect();
+    if let Some((_, l)) = rows[1].iter().find(|(_, l)| !train_classes.contains(&label_of(l))) {
+        return Err(format_error(
+            files.display(&lists[1]),
+            format!("class {l} is not in {}", files.display(&lists[0]).display()),
+        ));
+    }
+    let splits: Vec<Vec<(String, u16)>> =
+        rows.iter().map(|r| r.iter().map(|(p, l)| (p.clone(), label_of(l))).collect()).collect();
+    let splits: [Vec<(String, u16)>; 2] = splits.try_into().expect("two lists");
+    let place = |split: usize, label: u16| {
+        PathBuf::from(format!("{} (class {})", files.display(&lists[split]).display(), names[usize::from(label)]))
+    };
+    assemble(files, splits, names.clone(), shape, bad, &place, ("image-list", "image-list (streamed)"))
 }
 
 /// The `(width, height)` in each file's header (threads over the list), or why it cannot be read.

@@ -335,3 +335,40 @@ fn the_loader_benchmark_decodes_every_training_image() {
     assert_eq!((r.images, r.workers, r.skipped), (5, 2, 0));
     assert!(r.images_per_sec > 0.0);
 }
+
+#[test]
+fn image_lists_name_their_files_and_labels() {
+    let dir = temp("lists");
+    mixed(&dir);
+    // Names as labels, a header, paths relative to the list's folder.
+    std::fs::write(
+        dir.join("train.csv"),
+        "path,label\ntrain/red/a.png,red\ntrain/green/b.png,green\n./train/red/c.jpg,red\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("val.csv"), "val/green/a.jpg,green\nval/red/a.jpeg,red\n").unwrap();
+    let ds = load(&dir, [3, 16, 16]).unwrap();
+    assert_eq!(ds.format, "image-list (streamed)");
+    assert_eq!(ds.classes, vec!["green", "red"]);
+    assert_eq!(ds.train.labels, vec![1, 0, 1]);
+    assert_eq!(ds.test.labels, vec![0, 1]);
+    assert_eq!(ds.train.pixels(1).unwrap().data[..3], [90, 90, 90], "train/green/b.png");
+    // Indices as labels (TSV).
+    std::fs::remove_file(dir.join("train.csv")).unwrap();
+    std::fs::remove_file(dir.join("val.csv")).unwrap();
+    std::fs::write(dir.join("train.tsv"), "train/red/a.png\t2\ntrain/green/a.webp\t0\n").unwrap();
+    std::fs::write(dir.join("test.tsv"), "val/red/a.jpeg\t2\n").unwrap();
+    let ds = load(&dir, [3, 16, 16]).unwrap();
+    assert_eq!(ds.classes, vec!["0", "1", "2"]);
+    assert_eq!(ds.train.labels, vec![2, 0]);
+    // Defects name the list and the line.
+    std::fs::write(dir.join("test.tsv"), "val/red/missing.jpg\t2\n").unwrap();
+    let e = message(load(&dir, [3, 16, 16]).unwrap_err());
+    assert!(e.contains("test.tsv") && e.contains("line 1") && e.contains("missing.jpg"), "{e}");
+    std::fs::write(dir.join("test.tsv"), "val/red/a.jpeg 2\n").unwrap();
+    let e = message(load(&dir, [3, 16, 16]).unwrap_err());
+    assert!(e.contains("test.tsv") && e.contains("line 1: expected path\tlabel"), "{e}");
+    std::fs::write(dir.join("test.tsv"), "val/red/a.jpeg\t1\n").unwrap();
+    let e = message(load(&dir, [3, 16, 16]).unwrap_err());
+    assert!(e.contains("class 1 is not in") && e.contains("train.tsv"), "{e}");
+}
