@@ -234,15 +234,18 @@ impl Files {
         }
     }
 
-    fn read(&self, rel: &str) -> Result<Vec<u8>, DataError> {
+    /// A file's bytes: read from disk, or borrowed from the archive in memory (no copy per
+    /// decoded image).
+    fn read(&self, rel: &str) -> Result<std::borrow::Cow<'_, [u8]>, DataError> {
         match self {
             Files::Disk { root, .. } => {
                 let path = root.join(rel);
-                std::fs::read(&path).map_err(|source| DataError::Io { path, source })
+                std::fs::read(&path).map(std::borrow::Cow::Owned).map_err(|source| DataError::Io { path, source })
             }
-            Files::Memory { files, archive } => {
-                files.get(rel).cloned().ok_or_else(|| format_error(archive.join(rel), "not in the archive"))
-            }
+            Files::Memory { files, archive } => files
+                .get(rel)
+                .map(|b| std::borrow::Cow::Borrowed(b.as_slice()))
+                .ok_or_else(|| format_error(archive.join(rel), "not in the archive")),
         }
     }
 
@@ -556,8 +559,8 @@ fn image_lists(
     let present: std::collections::HashSet<&str> = files.paths().into_iter().collect();
     let mut rows: Vec<Vec<(String, String)>> = Vec::new();
     for list in &lists {
-        let text =
-            String::from_utf8(files.read(list)?).map_err(|_| format_error(files.display(list), "not UTF-8 text"))?;
+        let text = String::from_utf8(files.read(list)?.into_owned())
+            .map_err(|_| format_error(files.display(list), "not UTF-8 text"))?;
         let sep = if list.ends_with(".tsv") { '\t' } else { ',' };
         let mut split = Vec::new();
         for (n, line) in text.lines().enumerate() {

@@ -12,7 +12,7 @@
 //! torchvision's algorithm with this crate's generator: the same distribution, not the same
 //! draws as `torch.manual_seed`.
 
-use fast_image_resize::images::Image;
+use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use rand_chacha::ChaCha8Rng;
 use rand_core::Rng;
@@ -56,7 +56,7 @@ impl Pixels {
             return self.clone();
         }
         let kind = if self.channels == 1 { PixelType::U8 } else { PixelType::U8x3 };
-        let src = Image::from_vec_u8(self.width as u32, self.height as u32, self.data.clone(), kind)
+        let src = ImageRef::new(self.width as u32, self.height as u32, &self.data, kind)
             .expect("the buffer holds width × height pixels");
         let mut dst = Image::new(width as u32, height as u32, kind);
         let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
