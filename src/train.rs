@@ -21,6 +21,10 @@ pub(crate) struct TrainArgs {
     /// An image that cannot be read: stop with its path (fail), or leave it out and go on (skip).
     #[arg(long, value_enum, default_value = "fail")]
     on_bad_image: BadImageArg,
+    /// Streamed images (not the input's size) decoded once are kept for later epochs up to
+    /// this many MiB of pixels, least recently used dropped first (0: decode every time).
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    cache_mb: usize,
     /// A recipe YAML file (default: the shipped recipe of the network's family).
     #[arg(long)]
     recipe: Option<PathBuf>,
@@ -185,6 +189,12 @@ pub(crate) struct BenchArgs {
     /// Loader threads for --data.
     #[arg(long, default_value_t = 1)]
     workers: usize,
+    /// Passes over the training images for --data (later ones read the decoded cache).
+    #[arg(long, default_value_t = 1)]
+    passes: usize,
+    /// The decoded cache for --data, in MiB (as `train --cache-mb`).
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    cache_mb: usize,
 }
 
 #[derive(clap::Args)]
@@ -293,7 +303,8 @@ fn recipe_for(args: &TrainArgs, network: &Network) -> Result<Recipe, ExitCode> {
 pub(crate) fn train(args: TrainArgs) -> Result<(), ExitCode> {
     let device = resnetc_runtime::device::parse(&args.device).map_err(error)?;
     args.precision.check(&device).map_err(error)?;
-    let (network, dataset) = network_and_data(&args.spec, &args.data, args.on_bad_image.into())?;
+    let (network, mut dataset) = network_and_data(&args.spec, &args.data, args.on_bad_image.into())?;
+    dataset.cache_decoded(args.cache_mb << 20);
     let mut recipe = recipe_for(&args, &network)?;
     let out = match &args.out {
         Some(out) => out.clone(),
@@ -342,11 +353,15 @@ pub(crate) fn train(args: TrainArgs) -> Result<(), ExitCode> {
         Ok(summary) => {
             let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2}%", v * 100.0));
             println!(
-                "{}: {} epoch{}, test accuracy {}{}, {:.0}s; run folder {}",
+                "{}: {} epoch{}, test accuracy {}{}{}, {:.0}s; run folder {}",
                 network.name,
                 summary.epochs,
                 if summary.epochs == 1 { "" } else { "s" },
                 pct(summary.test_accuracy),
+                match summary.test_top5 {
+                    Some(t) if network.output.numel() > 5 => format!(" (top-5 {})", pct(Some(t))),
+                    _ => String::new(),
+                },
                 match summary.best_epoch {
                     Some(e) => format!(" (best validation {} at epoch {e})", pct(summary.best_val_accuracy)),
                     None => String::new(),
@@ -448,22 +463,38 @@ fn bench_loader(args: &BenchArgs, network: &Network, recipe: Recipe, data_path: 
         )));
     };
     let start = std::time::Instant::now();
-    let dataset = data::load(data_path, [c as usize, h as usize, w as usize]).map_err(error)?;
+    let mut dataset = data::load(data_path, [c as usize, h as usize, w as usize]).map_err(error)?;
     let load_seconds = start.elapsed().as_secs_f64();
+    let cache = dataset.cache_decoded(args.cache_mb << 20);
     let (mean, std) = match &recipe.normalize {
         Some(n) => (n.mean.clone(), n.std.clone()),
         None => dataset.train.channel_stats().map_err(error)?,
     };
     let augment = runtime::augment_of(&recipe, mean, std);
     let batch_size = args.batch_size.unwrap_or(recipe.batch_size);
-    let result =
-        resnetc_runtime::bench::loader(&dataset.train, &augment, batch_size, args.workers, args.seed).map_err(error)?;
+    // Each pass is measured: the first decodes, later ones find what the cache kept.
+    let mut passes = Vec::new();
+    for pass in 0..args.passes.max(1) {
+        let seed = args.seed.wrapping_add(pass as u64);
+        passes.push(
+            resnetc_runtime::bench::loader(&dataset.train, &augment, batch_size, args.workers, seed).map_err(error)?,
+        );
+    }
+    let result = passes.last().expect("one pass").clone();
+    let cache = cache.map(|c| c.stats());
     match args.format {
         Format::Json => println!(
             "{}",
-            serde_json::to_string(
-                &serde_json::json!({ "format": dataset.format, "load_seconds": load_seconds, "loader": result })
-            )
+            serde_json::to_string(&serde_json::json!({
+                "format": dataset.format,
+                "load_seconds": load_seconds,
+                "loader": result,
+                "passes": passes,
+                "cache": cache.map(|c| serde_json::json!({
+                    "budget_bytes": c.budget, "bytes": c.bytes, "images": c.images,
+                    "hits": c.hits, "misses": c.misses,
+                })),
+            }))
             .expect("JSON of numbers")
         ),
         Format::Table => {
@@ -474,10 +505,22 @@ fn bench_loader(args: &BenchArgs, network: &Network, recipe: Recipe, data_path: 
                 result.images, network.name, dataset.format, result.workers
             );
             println!("  loaded in          {load_seconds:>10.2} s (headers, or decoding once)");
-            println!("  images/s           {:>10.1}", result.images_per_sec);
+            for (k, pass) in passes.iter().enumerate() {
+                println!("  images/s, pass {:<3} {:>10.1}", k + 1, pass.images_per_sec);
+            }
             println!("  pass               {:>10.2} s", result.seconds);
             println!("  skipped            {:>10}", result.skipped);
             println!("  peak RSS           {rss:>10}");
+            if let Some(c) = cache {
+                println!(
+                    "  decoded cache      {} images, {:.0} of {} MiB; {} hits, {} misses",
+                    c.images,
+                    c.bytes as f64 / (1u64 << 20) as f64,
+                    c.budget >> 20,
+                    c.hits,
+                    c.misses
+                );
+            }
         }
     }
     Ok(())

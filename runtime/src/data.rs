@@ -10,8 +10,10 @@
 //!
 //! Images that all have the network's input size (CIFAR) are decoded once into memory as `u8`
 //! planes ([`Images::Decoded`]); folders of other or mixed sizes stay encoded
-//! ([`Images::Encoded`]) and are decoded when a batch needs them, in the loader's workers, so
-//! memory does not grow with the dataset. [`Augment`] builds normalised `f32` batches: the
+//! ([`Images::Encoded`]) and are decoded when a batch needs them, in the loader's workers,
+//! keeping what a byte budget allows for later epochs ([`Dataset::cache_decoded`],
+//! [`DecodedCache`]: least recently used first out), so memory grows with the cache, not with
+//! the dataset. [`Augment`] builds normalised `f32` batches: the
 //! papers' CIFAR augmentation (4-pixel zero pad, random crop, horizontal flip) for images of
 //! the input size, torchvision's geometry ([`crate::transform::Geometry`]: RandomResizedCrop
 //! or resize + centre crop) for the others; deterministic for a seed.
@@ -66,6 +68,91 @@ pub struct Encoded {
     paths: Vec<String>,
     /// What a file that fails to decode becomes (its header was read at load).
     bad: BadImages,
+    /// Decoded images kept for the next epoch, within a byte budget ([`Dataset::cache_decoded`]).
+    cache: Option<Arc<DecodedCache>>,
+}
+
+/// Decoded images by file, the least recently used dropped first once their pixels exceed a
+/// byte budget; shared by the splits of a dataset and the loader's workers.
+#[derive(Debug)]
+pub struct DecodedCache {
+    budget: usize,
+    state: std::sync::Mutex<CacheState>,
+    hits: std::sync::atomic::AtomicU64,
+    misses: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Debug)]
+struct CacheState {
+    images: lru::LruCache<(String, usize), Arc<Pixels>>,
+    bytes: usize,
+}
+
+/// What a [`DecodedCache`] holds and has served.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub budget: usize,
+    pub bytes: usize,
+    pub images: usize,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl DecodedCache {
+    /// A cache holding at most `budget` bytes of pixels.
+    pub fn new(budget: usize) -> Self {
+        DecodedCache {
+            budget,
+            state: std::sync::Mutex::new(CacheState { images: lru::LruCache::unbounded(), bytes: 0 }),
+            hits: 0.into(),
+            misses: 0.into(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, key: &(String, usize)) -> Option<Arc<Pixels>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let found = self.lock().images.get(key).cloned();
+        match &found {
+            Some(_) => self.hits.fetch_add(1, Relaxed),
+            None => self.misses.fetch_add(1, Relaxed),
+        };
+        found
+    }
+
+    fn insert(&self, key: (String, usize), image: Arc<Pixels>) {
+        let size = image.data.len();
+        if size > self.budget {
+            return;
+        }
+        let mut state = self.lock();
+        if let Some(old) = state.images.put(key, image) {
+            state.bytes -= old.data.len();
+        }
+        state.bytes += size;
+        while state.bytes > self.budget {
+            match state.images.pop_lru() {
+                Some((_, old)) => state.bytes -= old.data.len(),
+                None => break,
+            }
+        }
+    }
+
+    /// Bytes and images held, hits and misses so far.
+    pub fn stats(&self) -> CacheStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        let state = self.lock();
+        CacheStats {
+            budget: self.budget,
+            bytes: state.bytes,
+            images: state.images.len(),
+            hits: self.hits.load(Relaxed),
+            misses: self.misses.load(Relaxed),
+        }
+    }
 }
 
 impl PartialEq for Encoded {
@@ -76,13 +163,27 @@ impl PartialEq for Encoded {
 }
 
 impl Encoded {
-    /// Image `i` decoded, in `channels` (1 or 3).
-    pub fn decode(&self, i: usize, channels: usize) -> Result<Pixels, DataError> {
+    /// Image `i` decoded, in `channels` (1 or 3): from the cache when it holds it.
+    pub fn decode(&self, i: usize, channels: usize) -> Result<Arc<Pixels>, DataError> {
         let rel = &self.paths[i];
+        let key = (rel.clone(), channels);
+        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(&key)) {
+            return Ok(hit);
+        }
         let bytes = self.files.read(rel)?;
         let image = image::load_from_memory(&bytes)
             .map_err(|e| format_error(self.files.display(rel), format!("unreadable image: {e}")))?;
-        Ok(if channels == 1 { Pixels::gray(image.to_luma8()) } else { Pixels::rgb(image.to_rgb8()) })
+        let pixels =
+            Arc::new(if channels == 1 { Pixels::gray(image.to_luma8()) } else { Pixels::rgb(image.to_rgb8()) });
+        if let Some(cache) = &self.cache {
+            cache.insert(key, pixels.clone());
+        }
+        Ok(pixels)
+    }
+
+    /// The decoded cache, if one is attached.
+    pub fn cache(&self) -> Option<&Arc<DecodedCache>> {
+        self.cache.as_ref()
     }
 
     /// The path of image `i`, as errors name it.
@@ -112,7 +213,7 @@ impl Split {
     }
 
     /// Image `i` as interleaved pixels, decoding it if the split is encoded.
-    pub fn pixels(&self, i: usize) -> Result<Pixels, DataError> {
+    pub fn pixels(&self, i: usize) -> Result<Arc<Pixels>, DataError> {
         match &self.images {
             Images::Encoded(e) => e.decode(i, self.shape[0]),
             Images::Decoded(_) => {
@@ -124,7 +225,7 @@ impl Split {
                         data[p * c + ch] = v;
                     }
                 }
-                Ok(Pixels { width: w, height: h, channels: c, data })
+                Ok(Arc::new(Pixels { width: w, height: h, channels: c, data }))
             }
         }
     }
@@ -140,6 +241,7 @@ impl Split {
                 files: e.files.clone(),
                 paths: indices.iter().map(|&i| e.paths[i].clone()).collect(),
                 bad: e.bad,
+                cache: e.cache.clone(),
             })),
         };
         Split { images, labels, shape: self.shape }
@@ -170,7 +272,7 @@ impl Split {
                 let step = self.len().div_ceil(1000).max(1);
                 let geometry = Geometry::CenterCrop { crop_pct: 0.875 };
                 for i in (0..self.len()).step_by(step) {
-                    let img = geometry.apply(&self.pixels(i)?, h, w, None);
+                    let img = geometry.apply(&*self.pixels(i)?, h, w, None);
                     add(&planes(&img));
                 }
             }
@@ -217,6 +319,25 @@ pub struct Dataset {
     pub format: &'static str,
     /// Images left out as unreadable ([`BadImages::Skip`]), with why.
     pub skipped: Vec<String>,
+}
+
+impl Dataset {
+    /// Keep decoded images of streamed splits for later epochs, up to `budget` bytes of pixels
+    /// shared by both splits (0: none); the cache, if the data is streamed. Decoded-once data
+    /// needs none.
+    pub fn cache_decoded(&mut self, budget: usize) -> Option<Arc<DecodedCache>> {
+        let cache = (budget > 0).then(|| Arc::new(DecodedCache::new(budget)));
+        let mut attached = false;
+        for split in [&mut self.train, &mut self.test] {
+            if let Images::Encoded(e) = &mut split.images {
+                let mut inner = Encoded { files: e.files.clone(), paths: e.paths.clone(), bad: e.bad, cache: None };
+                inner.cache = cache.clone();
+                *e = Arc::new(inner);
+                attached = true;
+            }
+        }
+        cache.filter(|_| attached)
+    }
 }
 
 /// The files of a folder or an archive, by relative path with `/` separators.
@@ -531,6 +652,7 @@ fn assemble(
                 files: files.clone(),
                 paths: kept.into_iter().map(|(p, _, _)| p).collect(),
                 bad,
+                cache: None,
             }))
         };
         out.push(Split { images, labels, shape });

@@ -21,6 +21,12 @@ pub struct Row {
     pub val_acc: Option<f64>,
     pub test_loss: f64,
     pub test_acc: f64,
+    /// Top-5 accuracies (the true class among the five highest logits); empty in files written
+    /// before they were recorded.
+    #[serde(default)]
+    pub val_top5: Option<f64>,
+    #[serde(default)]
+    pub test_top5: Option<f64>,
     /// Wall time of the epoch: training, evaluation and checkpointing.
     pub seconds: f64,
     /// Training images per second over the epoch's training pass.
@@ -42,11 +48,16 @@ pub struct Summary {
     /// Test accuracy (fraction) of the last completed epoch.
     pub test_accuracy: Option<f64>,
     pub test_loss: Option<f64>,
+    /// Top-5 test accuracy of the last completed epoch.
+    #[serde(default)]
+    pub test_top5: Option<f64>,
     /// Best validation accuracy and its epoch; `null` without a validation split.
     pub best_val_accuracy: Option<f64>,
     pub best_epoch: Option<usize>,
     /// Test accuracy of the epoch chosen by validation.
     pub test_accuracy_at_best_val: Option<f64>,
+    #[serde(default)]
+    pub test_top5_at_best_val: Option<f64>,
     /// Wall seconds summed over completed epochs (resumed runs included).
     pub seconds: f64,
     /// Mean training throughput over completed epochs.
@@ -74,10 +85,12 @@ impl Summary {
         let last = rows.last();
         self.test_accuracy = last.map(|r| r.test_acc);
         self.test_loss = last.map(|r| r.test_loss);
+        self.test_top5 = last.and_then(|r| r.test_top5);
         let best = best_by_validation(rows);
         self.best_epoch = best.map(|r| r.epoch);
         self.best_val_accuracy = best.and_then(|r| r.val_acc);
         self.test_accuracy_at_best_val = best.map(|r| r.test_acc);
+        self.test_top5_at_best_val = best.and_then(|r| r.test_top5);
         self.seconds = rows.iter().map(|r| r.seconds).sum();
         self.images_per_sec =
             (!rows.is_empty()).then(|| rows.iter().map(|r| r.images_per_sec).sum::<f64>() / rows.len() as f64);
@@ -120,7 +133,7 @@ pub fn csv(rows: &[Row]) -> String {
     String::from_utf8(w.into_inner().expect("writing to memory")).expect("CSV of numbers is UTF-8")
 }
 
-const HEADER: [&str; 10] = [
+const HEADER: [&str; 12] = [
     "epoch",
     "lr",
     "train_loss",
@@ -129,6 +142,8 @@ const HEADER: [&str; 10] = [
     "val_acc",
     "test_loss",
     "test_acc",
+    "val_top5",
+    "test_top5",
     "seconds",
     "images_per_sec",
 ];
@@ -231,6 +246,8 @@ mod tests {
             val_acc: val,
             test_loss: 1.0 - test,
             test_acc: test,
+            val_top5: val.map(|v| (v + 0.2).min(1.0)),
+            test_top5: Some((test + 0.2).min(1.0)),
             seconds: 10.0,
             images_per_sec: 100.0 * epoch as f64,
         }
@@ -242,16 +259,28 @@ mod tests {
         let text = csv(&rows);
         assert!(
             text.starts_with(
-                "epoch,lr,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc,seconds,images_per_sec\n"
+                "epoch,lr,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc,val_top5,test_top5,seconds,images_per_sec\n"
             )
         );
-        assert!(text.contains("\n1,0.1,2.0,0.1,,,0.7,0.3,10.0,100.0\n"), "{text}");
+        assert!(text.contains("\n1,0.1,2.0,0.1,,,0.7,0.3,,0.5,10.0,100.0\n"), "{text}");
         let dir = std::env::temp_dir().join(format!("resnetc-report-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("metrics.csv");
         write_atomic(&path, text.as_bytes()).unwrap();
         assert_eq!(read_csv(&path).unwrap(), rows);
         assert_eq!(csv(&[]).trim(), HEADER.join(","));
+    }
+
+    #[test]
+    fn metrics_written_before_top5_was_recorded_still_resume() {
+        let dir = std::env::temp_dir().join(format!("resnetc-report-old-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("metrics.csv");
+        let old = "epoch,lr,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc,seconds,images_per_sec\n\
+                   1,0.1,2.0,0.1,,,0.7,0.3,10.0,100.0\n";
+        std::fs::write(&path, old).unwrap();
+        let rows = read_csv(&path).unwrap();
+        assert_eq!(rows, vec![Row { val_top5: None, test_top5: None, ..row(1, None, 0.3) }]);
     }
 
     #[test]
@@ -272,6 +301,8 @@ mod tests {
             best_val_accuracy: None,
             best_epoch: None,
             test_accuracy_at_best_val: None,
+            test_top5: None,
+            test_top5_at_best_val: None,
             seconds: 0.0,
             images_per_sec: None,
             device: "cpu".into(),

@@ -320,6 +320,7 @@ impl LrScheduler for RecipeLr {
 struct Tally {
     loss: f64,
     correct: u64,
+    top5: u64,
     images: u64,
 }
 
@@ -329,6 +330,9 @@ impl Tally {
     }
     fn accuracy(&self) -> f64 {
         self.correct as f64 / self.images.max(1) as f64
+    }
+    fn top5(&self) -> f64 {
+        self.top5 as f64 / self.images.max(1) as f64
     }
 }
 
@@ -354,6 +358,8 @@ struct RunState {
     loader_busy: std::time::Duration,
     loader_images: usize,
     workers: usize,
+    /// The network's outputs (top-5 is shown only beyond five).
+    classes: usize,
 }
 
 type Shared = Arc<Mutex<RunState>>;
@@ -379,6 +385,8 @@ impl RunState {
             val_acc: self.has_val.then(|| val.accuracy()),
             test_loss: test.loss(),
             test_acc: test.accuracy(),
+            val_top5: self.has_val.then(|| val.top5()),
+            test_top5: Some(test.top5()),
             seconds: now.duration_since(self.epoch_start).as_secs_f64(),
             images_per_sec: self.train_images as f64 / train_secs.max(1e-9),
         };
@@ -397,8 +405,13 @@ impl RunState {
                 (Some(l), Some(a)) => format!("  val loss {l:.4} acc {:.2}%", a * 100.0),
                 _ => String::new(),
             };
+            // Top-5 says something only with more than five classes.
+            let top5 = match row.test_top5 {
+                Some(t) if self.classes > 5 => format!(" top-5 {:.2}%", t * 100.0),
+                _ => String::new(),
+            };
             println!(
-                "epoch {epoch:>3}/{}  lr {:.4}  train loss {:.4} acc {:.2}%{val}  test loss {:.4} acc {:.2}%  {:.0}s  {:.0} img/s{loader}",
+                "epoch {epoch:>3}/{}  lr {:.4}  train loss {:.4} acc {:.2}%{val}  test loss {:.4} acc {:.2}%{top5}  {:.0}s  {:.0} img/s{loader}",
                 self.epochs,
                 row.lr,
                 row.train_loss,
@@ -437,6 +450,8 @@ impl RunState {
 enum Measure {
     Loss,
     Accuracy,
+    /// The true class among the five highest logits.
+    Top5,
 }
 
 /// Loss or accuracy of one part, shown by Burn's renderer and tallied for `metrics.csv`.
@@ -458,7 +473,11 @@ impl PartMetric {
             Part::Val => "Val ",
             Part::Test => "Test ",
         };
-        let what = if measure == Measure::Loss { "Loss" } else { "Accuracy" };
+        let what = match measure {
+            Measure::Loss => "Loss",
+            Measure::Accuracy => "Accuracy",
+            Measure::Top5 => "Top-5",
+        };
         PartMetric {
             part,
             measure,
@@ -472,7 +491,7 @@ impl PartMetric {
     fn format(&self) -> FormatOptions {
         match self.measure {
             Measure::Loss => FormatOptions::new(self.name()).precision(4),
-            Measure::Accuracy => FormatOptions::new(self.name()).unit("%").precision(2),
+            Measure::Accuracy | Measure::Top5 => FormatOptions::new(self.name()).unit("%").precision(2),
         }
     }
 }
@@ -486,8 +505,8 @@ impl Metric for PartMetric {
 
     fn attributes(&self) -> MetricAttributes {
         NumericAttributes {
-            unit: (self.measure == Measure::Accuracy).then(|| "%".to_string()),
-            higher_is_better: self.measure == Measure::Accuracy,
+            unit: (self.measure != Measure::Loss).then(|| "%".to_string()),
+            higher_is_better: self.measure != Measure::Loss,
         }
         .into()
     }
@@ -512,6 +531,11 @@ impl Metric for PartMetric {
                     let correct = item.ranks.iter().filter(|&&r| r == 0).count();
                     tally.correct += correct as u64;
                     100.0 * correct as f64 / n as f64
+                }
+                Measure::Top5 => {
+                    let top5 = item.ranks.iter().filter(|&&r| r < 5).count();
+                    tally.top5 += top5 as u64;
+                    100.0 * top5 as f64 / n as f64
                 }
             };
             if self.part == Part::Train {
@@ -573,6 +597,8 @@ impl MetricLogger for RunLog {
             ("Val Accuracy", BurnSplit::Valid) => row.val_acc.map(|a| 100.0 * a),
             ("Test Loss", BurnSplit::Valid) => Some(row.test_loss),
             ("Test Accuracy", BurnSplit::Valid) => Some(100.0 * row.test_acc),
+            ("Val Top-5", BurnSplit::Valid) => row.val_top5.map(|a| 100.0 * a),
+            ("Test Top-5", BurnSplit::Valid) => row.test_top5.map(|a| 100.0 * a),
             _ => None,
         };
         value.map(|v| vec![NumericEntry::Value(v)]).ok_or_else(|| format!("no metric {name} for {split:?}"))
@@ -833,9 +859,11 @@ pub fn train(network: &Network, dataset: &Dataset, options: &TrainOptions) -> Re
         epochs_planned: epochs,
         test_accuracy: None,
         test_loss: None,
+        test_top5: None,
         best_val_accuracy: None,
         best_epoch: None,
         test_accuracy_at_best_val: None,
+        test_top5_at_best_val: None,
         seconds: 0.0,
         images_per_sec: None,
         device: options.device.name.clone(),
@@ -872,6 +900,7 @@ pub fn train(network: &Network, dataset: &Dataset, options: &TrainOptions) -> Re
         loader_busy: std::time::Duration::ZERO,
         loader_images: 0,
         workers: options.workers.max(1),
+        classes,
     }));
 
     if start.is_none_or(|s| s < epochs) {
@@ -949,11 +978,13 @@ pub fn train(network: &Network, dataset: &Dataset, options: &TrainOptions) -> Re
         if !val_idx.is_empty() {
             training = training
                 .metric_valid_numeric(metric(Part::Val, Measure::Loss, false))
-                .metric_valid_numeric(metric(Part::Val, Measure::Accuracy, false));
+                .metric_valid_numeric(metric(Part::Val, Measure::Accuracy, false))
+                .metric_valid_numeric(metric(Part::Val, Measure::Top5, false));
         }
         training = training
             .metric_valid_numeric(metric(Part::Test, Measure::Loss, false))
-            .metric_valid_numeric(metric(Part::Test, Measure::Accuracy, false));
+            .metric_valid_numeric(metric(Part::Test, Measure::Accuracy, false))
+            .metric_valid_numeric(metric(Part::Test, Measure::Top5, false));
         if replicas > 1 {
             training = training.with_training_strategy(data_parallel(&options.device).into());
         }

@@ -372,3 +372,40 @@ fn image_lists_name_their_files_and_labels() {
     let e = message(load(&dir, [3, 16, 16]).unwrap_err());
     assert!(e.contains("class 1 is not in") && e.contains("train.tsv"), "{e}");
 }
+
+#[test]
+fn the_decoded_cache_keeps_what_fits_and_serves_the_same_pixels() {
+    let dir = temp("cache");
+    mixed(&dir);
+    let uncached = load(&dir, [3, 16, 16]).unwrap();
+    let mut ds = load(&dir, [3, 16, 16]).unwrap();
+    // The largest training image is 64×64×3 = 12,288 bytes; 20,000 hold one or two of them.
+    let small = ds.cache_decoded(20_000).expect("a streamed folder takes a cache");
+    let aug = Augment::new(vec![0.5; 3], vec![0.25; 3], 0, false);
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        aug.batch(&ds.train, &[0, 1, 2, 3, 4], None, &mut a).unwrap();
+        aug.batch(&uncached.train, &[0, 1, 2, 3, 4], None, &mut b).unwrap();
+        assert_eq!(a, b, "cached pixels are the decoded pixels");
+        let s = small.stats();
+        assert!(s.bytes <= 20_000 && s.bytes > 0, "{s:?}");
+    }
+    let s = small.stats();
+    assert_eq!(s.hits + s.misses, 15);
+    assert!(s.misses > 5, "a cache smaller than the images decodes again: {s:?}");
+
+    let mut ds = load(&dir, [3, 16, 16]).unwrap();
+    let large = ds.cache_decoded(1 << 20).unwrap();
+    let subset = ds.train.subset(&[4, 0]);
+    for _ in 0..2 {
+        aug.batch(&ds.train, &[0, 1, 2, 3, 4], None, &mut a).unwrap();
+        aug.batch(&ds.test, &[0, 1], None, &mut a).unwrap();
+    }
+    aug.batch(&subset, &[0, 1], None, &mut a).unwrap();
+    let s = large.stats();
+    assert_eq!((s.misses, s.hits, s.images), (7, 9, 7), "each image decoded once, subsets share the cache: {s:?}");
+    // Decoded-once data takes no cache.
+    let cifar = temp("cache-cifar");
+    cifar10(&cifar, 2);
+    assert!(load(&cifar, [3, 32, 32]).unwrap().cache_decoded(1 << 20).is_none());
+}

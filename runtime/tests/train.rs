@@ -84,6 +84,7 @@ fn a_run_leaves_its_folder_and_its_weights_load_into_the_emitted_struct() {
     assert!((s.test_loss.unwrap() - result.test_loss.unwrap()).abs() < 1e-9);
     assert_eq!((s.epochs, s.params, s.train_images, s.val_images, s.test_images), (3, 272_474, 32, 8, 16));
     assert_eq!(s.test_accuracy, Some(rows[2].test_acc));
+    assert_eq!(s.test_top5, rows[2].test_top5);
     let best = s.best_epoch.unwrap();
     assert_eq!(s.best_val_accuracy, rows[best - 1].val_acc);
     assert!(rows.iter().all(|r| r.val_acc <= s.best_val_accuracy));
@@ -107,6 +108,8 @@ fn a_run_leaves_its_folder_and_its_weights_load_into_the_emitted_struct() {
     assert_eq!(eval.top1, rows[2].test_acc, "eval agrees with training's last test score");
     assert!((eval.loss - rows[2].test_loss).abs() < 1e-4);
     assert!(eval.top5 >= eval.top1);
+    assert_eq!(Some(eval.top5), rows[2].test_top5, "eval agrees with training's last top-5");
+    assert!(rows.iter().all(|r| r.test_top5 >= Some(r.test_acc) && r.val_top5 >= r.val_acc), "{rows:?}");
     assert!(out.join("best.bpk").exists());
     // Kept: the last two epochs and the best.
     let kept: Vec<_> = (1..=3).filter(|e| out.join(format!("checkpoint/model-{e}.bpk")).exists()).collect();
