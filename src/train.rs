@@ -37,7 +37,7 @@ pub(crate) struct TrainArgs {
     /// Batch size (recipe `batch_size`).
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Base learning rate (recipe `optimizer.lr`).
+    /// Base learning rate (recipe `optimizer.lr`; times batch / `optimizer.lr_batch` when the recipe sets it, as imagenet does).
     #[arg(long)]
     lr: Option<f64>,
     /// cpu, cpu:N (N replicas: tests data parallelism), wgpu (a hardware GPU), wgpu:N, wgpu:cpu

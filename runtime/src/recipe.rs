@@ -18,6 +18,10 @@ pub struct Optimizer {
     #[serde(default)]
     pub dampening: f64,
     pub weight_decay: f64,
+    /// The batch `lr` is meant for: set, the run uses `lr × batch_size / lr_batch` (the linear
+    /// scaling rule of Goyal et al. 2017, timm's `--lr-base-size`); unset, `lr` as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr_batch: Option<usize>,
 }
 
 /// How the learning rate changes over epochs.
@@ -152,8 +156,20 @@ impl Recipe {
         Ok(recipe)
     }
 
+    /// The learning rate after warm-up and before any decay: `optimizer.lr`, scaled to the
+    /// batch size when the recipe names the batch it is for (`optimizer.lr_batch`).
+    pub fn base_lr(&self) -> f64 {
+        match self.optimizer.lr_batch {
+            Some(reference) => self.optimizer.lr * self.batch_size as f64 / reference as f64,
+            None => self.optimizer.lr,
+        }
+    }
+
     /// The ranges serde cannot state.
     fn check(&self) -> Result<(), String> {
+        if self.optimizer.lr_batch == Some(0) {
+            return Err("optimizer.lr_batch must be at least 1".into());
+        }
         let a = &self.augment;
         if !(a.crop_pct > 0.0 && a.crop_pct <= 1.0) {
             return Err(format!("augment.crop_pct must be in (0, 1], got {}", a.crop_pct));
@@ -228,7 +244,7 @@ impl Recipe {
         {
             return w.lr;
         }
-        let base = self.optimizer.lr;
+        let base = self.base_lr();
         let epoch = iteration / per_epoch.max(1);
         match &self.schedule {
             Schedule::Constant => base,
@@ -316,6 +332,11 @@ mod tests {
         assert!((c.lr_at(0, 10) - 0.1).abs() < 1e-12);
         assert!((c.lr_at(82 * 10, 10) - 0.05).abs() < 1e-9, "half way");
         assert!(c.lr_at(164 * 10, 10).abs() < 1e-12);
+        // ImageNet's lr is for a batch of 256 and follows the batch size.
+        let i = Recipe::shipped("imagenet").unwrap();
+        assert_eq!((i.lr_at(0, 10), i.set("batch_size=64").unwrap().lr_at(0, 10)), (0.1, 0.025));
+        assert!((i.set("batch_size=64").unwrap().lr_at(300, 10) - 0.0025).abs() < 1e-12, "÷10 at 30");
+        assert!(i.set("optimizer.lr_batch=0").is_err());
     }
 
     #[test]
