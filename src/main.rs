@@ -51,6 +51,9 @@ enum Command {
         spec: SpecArgs,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+        /// The batch the training-memory estimate is for.
+        #[arg(long, default_value_t = 128)]
+        batch_size: u64,
     },
     /// Train a spec on CIFAR-10/100 (binary or image folders, a folder or .tar/.tar.gz).
     #[cfg(feature = "train")]
@@ -172,13 +175,22 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
             );
             Ok(())
         }
-        Command::Summary { spec, format } => {
+        Command::Summary { spec, format, batch_size } => {
             let (c, id) = load(&spec)?;
             let net = c.check(id, &spec.overrides).map_err(|d| fail(&c, &d))?;
+            let memory = net.training_memory(batch_size);
             match format {
-                Format::Table => print!("{}", net.summary_table()),
+                Format::Table => {
+                    print!("{}", net.summary_table());
+                    let gib = memory as f64 / (1u64 << 30) as f64;
+                    println!(
+                        "training memory at batch {batch_size} ≈ {gib:.2} GiB (CPU, f32; estimated from the layer outputs)"
+                    );
+                }
                 Format::Json => {
-                    println!("{}", serde_json::to_string_pretty(&net.summary_json()).expect("the summary serialises"))
+                    let mut json = net.summary_json();
+                    json["training_memory"] = serde_json::json!({ "batch_size": batch_size, "bytes": memory });
+                    println!("{}", serde_json::to_string_pretty(&json).expect("the summary serialises"))
                 }
             }
             Ok(())

@@ -37,6 +37,10 @@ pub(crate) struct TrainArgs {
     /// Batch size (recipe `batch_size`).
     #[arg(long)]
     batch_size: Option<usize>,
+    /// Start even when the estimated training memory (`resnetc summary`) exceeds the memory
+    /// available (checked on the CPU only).
+    #[arg(long)]
+    no_memory_check: bool,
     /// Base learning rate (recipe `optimizer.lr`; times batch / `optimizer.lr_batch` when the recipe sets it, as imagenet does).
     #[arg(long)]
     lr: Option<f64>,
@@ -155,6 +159,9 @@ pub(crate) struct BenchArgs {
     /// Images per step (default: the recipe's batch size for train, 256 for infer).
     #[arg(long)]
     batch_size: Option<usize>,
+    /// Start even when the estimated training memory exceeds the memory available (`--mode train`, CPU).
+    #[arg(long)]
+    no_memory_check: bool,
     /// Timed steps; the median step time is reported.
     #[arg(long, default_value_t = 20)]
     steps: usize,
@@ -333,6 +340,9 @@ pub(crate) fn train(args: TrainArgs) -> Result<(), ExitCode> {
         }
         recipe = previous;
     }
+    if !args.no_memory_check {
+        resnetc_runtime::memory::check_training(&network, recipe.batch_size, !device.is_gpu()).map_err(error)?;
+    }
     let options = TrainOptions {
         spec: args.spec.spec.display().to_string(),
         recipe,
@@ -369,10 +379,14 @@ pub(crate) fn train(args: TrainArgs) -> Result<(), ExitCode> {
                 summary.seconds,
                 out.display()
             );
-            if let Some(reason) = summary.stopped {
-                println!("stopped early: {reason}; continue with --resume --out {}", out.display());
+            // A run that stopped before its last epoch did not do what was asked: a failure
+            // exit, so that scripts notice (the run folder and its checkpoints are kept).
+            match summary.stopped {
+                Some(reason) => {
+                    Err(error(format!("stopped early: {reason}; continue with --resume --out {}", out.display())))
+                }
+                None => Ok(()),
             }
-            Ok(())
         }
         Err(e @ TrainError::Diverged(_)) => Err(error(format!("{e}\n  run folder: {}", out.display()))),
         Err(e) => Err(error(e)),
@@ -404,7 +418,7 @@ fn scoring(args: &ScoreArgs) -> Result<Scoring, ExitCode> {
         None => None,
     };
     let (mean, std) = match recipe.as_ref().and_then(|r| r.normalize.clone()) {
-        Some(n) => (n.mean, n.std),
+        Some(n) => n.for_channels(dataset.train.shape[0]).map_err(error)?,
         None => dataset.train.channel_stats().map_err(error)?,
     };
     let classes = network.output.numel();
@@ -467,7 +481,7 @@ fn bench_loader(args: &BenchArgs, network: &Network, recipe: Recipe, data_path: 
     let load_seconds = start.elapsed().as_secs_f64();
     let cache = dataset.cache_decoded(args.cache_mb << 20);
     let (mean, std) = match &recipe.normalize {
-        Some(n) => (n.mean.clone(), n.std.clone()),
+        Some(n) => n.for_channels(c as usize).map_err(error)?,
         None => dataset.train.channel_stats().map_err(error)?,
     };
     let augment = runtime::augment_of(&recipe, mean, std);
@@ -551,6 +565,9 @@ pub(crate) fn bench(args: BenchArgs) -> Result<(), ExitCode> {
         Mode::Train => recipe.batch_size,
         Mode::Infer => 256,
     });
+    if mode == Mode::Train && !args.no_memory_check {
+        resnetc_runtime::memory::check_training(&network, batch_size, !selection.is_gpu()).map_err(error)?;
+    }
     let options = BenchOptions {
         mode,
         batch_size,

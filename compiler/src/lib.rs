@@ -82,8 +82,11 @@ pub mod check;
 pub mod diag;
 pub mod emit;
 pub mod expr;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ir;
 pub mod names;
+pub mod network_macro;
 pub mod ops;
 pub mod syntax;
 

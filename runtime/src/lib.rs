@@ -23,6 +23,8 @@ pub mod data;
 pub mod device;
 pub mod export;
 pub mod fused;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod lesion;
 pub mod memory;
 pub mod model;

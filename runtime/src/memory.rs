@@ -1,4 +1,7 @@
-//! Process-wide memory settings for training and benchmarking.
+//! Process-wide memory settings for training and benchmarking, and the memory check before a
+//! run starts.
+
+use resnetc_compiler::Network;
 
 /// Keep freed memory in the process instead of handing it back to the OS after every step.
 ///
@@ -18,4 +21,56 @@ pub fn keep_freed_memory() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
     }
+}
+
+/// Memory this machine can give a new process now, in bytes: `MemAvailable` of
+/// `/proc/meminfo`, lowered to the cgroup's limit when there is one (`memory.max`). `None`
+/// where neither can be read.
+pub fn available() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    let mut bytes = kib * 1024;
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok();
+    let current = std::fs::read_to_string("/sys/fs/cgroup/memory.current").ok();
+    if let (Some(max), Some(current)) = (cgroup, current)
+        && let (Ok(max), Ok(current)) = (max.trim().parse::<u64>(), current.trim().parse::<u64>())
+    {
+        bytes = bytes.min(max.saturating_sub(current));
+    }
+    Some(bytes)
+}
+
+/// `1536 << 20` → `1.5 GiB`.
+pub fn human(bytes: u64) -> String {
+    const GIB: f64 = (1u64 << 30) as f64;
+    if bytes >= 1 << 30 { format!("{:.1} GiB", bytes as f64 / GIB) } else { format!("{} MiB", bytes >> 20) }
+}
+
+/// Refuse a CPU training run whose estimated peak ([`Network::training_memory`]) exceeds the
+/// memory available, before anything is allocated, naming the largest batch that would fit.
+/// GPU runs are not checked (device memory is not known before the device opens).
+pub fn check_training(network: &Network, batch: usize, cpu: bool) -> Result<(), String> {
+    let Some(available) = available().filter(|_| cpu) else { return Ok(()) };
+    let need = network.training_memory(batch as u64);
+    if need <= available {
+        return Ok(());
+    }
+    let fits = (1..=batch as u64).rev().find(|&b| network.training_memory(b) <= available);
+    Err(format!(
+        "training {} at batch {batch} needs about {} of memory, and this machine has {} available: {} (or pass --no-memory-check to try anyway)",
+        network.name,
+        human(need),
+        human(available),
+        match fits {
+            Some(b) => format!("use --batch-size {b} or smaller"),
+            None => "even a batch of 1 does not fit".to_string(),
+        }
+    ))
 }

@@ -94,6 +94,20 @@ pub struct Normalize {
     pub std: Vec<f32>,
 }
 
+impl Normalize {
+    /// The means and deviations for a network taking `channels` channels: as many as it has.
+    pub fn for_channels(&self, channels: usize) -> Result<(Vec<f32>, Vec<f32>), String> {
+        if self.mean.len() != channels || self.std.len() != channels {
+            return Err(format!(
+                "the recipe's normalize has {} means and {} stds; the network takes {channels} channels",
+                self.mean.len(),
+                self.std.len()
+            ));
+        }
+        Ok((self.mean.clone(), self.std.clone()))
+    }
+}
+
 /// A training recipe.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -110,6 +124,9 @@ pub struct Recipe {
     #[serde(default)]
     pub normalize: Option<Normalize>,
 }
+
+/// The most zero padding `augment.pad` may ask for (the papers use 4).
+pub const MAX_PAD: usize = 1024;
 
 /// A recipe that could not be read, with where.
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +186,49 @@ impl Recipe {
     fn check(&self) -> Result<(), String> {
         if self.optimizer.lr_batch == Some(0) {
             return Err("optimizer.lr_batch must be at least 1".into());
+        }
+        if self.batch_size == 0 {
+            return Err("batch_size must be at least 1".into());
+        }
+        let o = &self.optimizer;
+        let mut rates = vec![("optimizer.lr", o.lr), ("optimizer.weight_decay", o.weight_decay)];
+        rates.extend(self.warmup.as_ref().map(|w| ("warmup.lr", w.lr)));
+        match &self.schedule {
+            Schedule::Multistep { gamma, .. } => rates.push(("schedule.gamma", *gamma)),
+            Schedule::Cosine { min_lr } => rates.push(("schedule.min_lr", *min_lr)),
+            Schedule::Constant => {}
+        }
+        for (key, v) in rates {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("{key} must be a finite number >= 0, got {v}"));
+            }
+        }
+        for (key, v) in [
+            ("optimizer.momentum", o.momentum),
+            ("optimizer.dampening", o.dampening),
+            ("label_smoothing", self.label_smoothing),
+        ] {
+            if !(0.0..1.0).contains(&v) {
+                return Err(format!("{key} must be in [0, 1), got {v}"));
+            }
+        }
+        if self.augment.pad > MAX_PAD {
+            return Err(format!("augment.pad must be at most {MAX_PAD}, got {}", self.augment.pad));
+        }
+        if let Some(n) = &self.normalize {
+            if n.mean.len() != n.std.len() || n.mean.is_empty() {
+                return Err(format!(
+                    "normalize needs one mean and one std per channel, got {} and {}",
+                    n.mean.len(),
+                    n.std.len()
+                ));
+            }
+            if let Some(s) = n.std.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+                return Err(format!("normalize.std must be finite and > 0, got {s}"));
+            }
+            if let Some(m) = n.mean.iter().find(|m| !m.is_finite()) {
+                return Err(format!("normalize.mean must be finite, got {m}"));
+            }
         }
         let a = &self.augment;
         if !(a.crop_pct > 0.0 && a.crop_pct <= 1.0) {
@@ -289,6 +349,29 @@ mod tests {
         assert_eq!(w.schedule, Schedule::Multistep { milestones: vec![60, 120, 160], gamma: 0.2 });
         let d = Recipe::shipped("densenet-cifar").unwrap();
         assert_eq!((d.batch_size, d.epochs), (64, 300));
+    }
+
+    /// Values training cannot use are errors at load, not panics or NaNs later (found while
+    /// fuzzing, `fuzz/regressions/recipe/`).
+    #[test]
+    fn values_training_cannot_use_are_errors() {
+        let r = Recipe::shipped("resnet-cifar").unwrap();
+        for (set, message) in [
+            ("batch_size=0", "batch_size must be at least 1"),
+            ("optimizer.lr=.nan", "optimizer.lr must be a finite number >= 0"),
+            ("schedule.gamma=-1", "schedule.gamma must be a finite number >= 0"),
+            ("optimizer.momentum=1.5", "optimizer.momentum must be in [0, 1)"),
+            ("label_smoothing=1.0", "label_smoothing must be in [0, 1)"),
+            ("augment.pad=2147483648", "augment.pad must be at most 1024"),
+            ("normalize={mean: [0.5], std: [0.2, 0.2, 0.2]}", "one mean and one std per channel"),
+            ("normalize={mean: [0.5], std: [0.0]}", "normalize.std must be finite and > 0"),
+        ] {
+            let e = r.set(set).unwrap_err();
+            assert!(e.message.contains(message), "{set}: {e}");
+        }
+        let n = Normalize { mean: vec![0.5], std: vec![0.25] };
+        assert!(n.for_channels(3).unwrap_err().contains("the network takes 3 channels"));
+        assert_eq!(n.for_channels(1).unwrap(), (vec![0.5], vec![0.25]));
     }
 
     #[test]

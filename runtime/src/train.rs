@@ -805,7 +805,7 @@ pub fn train(network: &Network, dataset: &Dataset, options: &TrainOptions) -> Re
 
     // Normalisation from the training images actually trained on, unless the recipe fixes it.
     let (mean, std) = match &recipe.normalize {
-        Some(n) => (n.mean.clone(), n.std.clone()),
+        Some(n) => n.for_channels(dataset.train.shape[0]).map_err(TrainError::Setup)?,
         None => dataset.train.subset(&train_idx).channel_stats().map_err(|e| TrainError::Setup(e.to_string()))?,
     };
     let mut resolved = recipe.clone();
@@ -924,7 +924,8 @@ pub fn train(network: &Network, dataset: &Dataset, options: &TrainOptions) -> Re
         }
         let train_split = Arc::new(dataset.train.clone());
         let test_split = Arc::new(dataset.test.clone());
-        // Burn reshuffles every epoch from its seed; a resumed run starts a fresh sequence.
+        // Burn reshuffles every epoch from its seed; a resumed run starts a fresh sequence
+        // (so a resumed run's metrics differ from an uninterrupted one's: scripts/faults.py).
         let shuffle_seed = options.seed.wrapping_add(start.unwrap_or(0) as u64);
         let interrupter = Interrupter::new();
         let errors = ImageErrors { shared: shared.clone(), interrupter: interrupter.clone() };

@@ -150,7 +150,7 @@ fn rule_name(rule: Rule) -> &'static str {
         Rule::call => "a layer or block",
         Rule::args => "`(`",
         Rule::arg => "an argument",
-        Rule::expr | Rule::func_call | Rule::var | Rule::tuple => "an expression",
+        Rule::expr | Rule::func_call | Rule::var | Rule::paren => "an expression",
         Rule::neg | Rule::sub => "`-`",
         Rule::not => "`!`",
         Rule::or => "`||`",
@@ -421,13 +421,15 @@ impl Builder {
                 let args = inner.map(|a| self.expr(a)).collect();
                 ExprKind::Func(name, args)
             }
-            Rule::tuple => {
+            Rule::paren => {
                 let mut inner = pair.into_inner();
-                let mut next = || self.expr(inner.next().expect("grammar: a tuple has two elements"));
-                let (first, second) = (next(), next());
-                ExprKind::Pair(Box::new(first), Box::new(second))
+                let first = self.expr(inner.next().expect("grammar: a bracket holds an expression"));
+                match inner.next() {
+                    Some(second) => ExprKind::Pair(Box::new(first), Box::new(self.expr(second))),
+                    // `(e)` is `e`, with its own span (as before the rules were merged).
+                    None => return first,
+                }
             }
-            Rule::expr => return self.expr(pair),
             _ => unreachable!("grammar: primary kinds"),
         };
         Expr { kind, span }
