@@ -73,7 +73,10 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
 #[test]
 fn nested_brackets_parse_in_linear_time() {
     let deep = format!("network n {{ input 3x8x8 conv({}8{}) }}", "(".repeat(60), ")".repeat(60));
-    let e = resnetc_compiler::compile_str("deep.net", &deep, &[]).unwrap_err();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(resnetc_compiler::compile_str("deep.net", &deep, &[])));
+    let e =
+        rx.recv_timeout(Duration::from_secs(30)).expect("sixty nested brackets parse in well under 30 s").unwrap_err();
     assert!(!e.contains("brackets nested"), "{e}");
     let deeper = format!("network n {{ input 3x8x8 conv({}8{}) }}", "(".repeat(200), ")".repeat(200));
     let e = resnetc_compiler::compile_str("deep.net", &deeper, &[]).unwrap_err();
