@@ -184,46 +184,14 @@ impl Generator<'_, '_> {
     }
 
     fn call(&mut self, vars: &[&str]) -> arbitrary::Result<String> {
-        let name = self.pick(&[
-            "conv3x3",
-            "conv1x1",
-            "conv",
-            "bn",
-            "relu",
-            "basic",
-            "bottleneck",
-            "preact_basic",
-            "preact_bottleneck",
-            "wide_basic",
-            "resnext_bottleneck",
-            "dense_layer",
-            "dense_bottleneck",
-            "transition",
-            "global_avg_pool",
-            "linear",
-            "max_pool",
-            "avg_pool",
-            "dropout",
-            "drop_path",
-            "identity",
-            "scale",
-            "pad_shortcut",
-            "shift",
-            "slice",
-            "channel_conv",
-            "group_norm",
-            "layer_norm",
-            "prelu",
-            "gelu",
-            "sigmoid",
-            "mish",
-            "b0",
-            "b1",
-            "b2",
-            "b3",
-            "b5",
-            "b6",
-        ])?;
+        // Every registered primitive and prelude block (new ones are fuzzed without an edit
+        // here), and the user blocks `file` defines (`b0`..`b6`).
+        static NAMES: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+            let primitives = crate::ops::all().map(|p| p.name.to_string());
+            let blocks = crate::prelude().definitions.iter().map(|d| d.name.name.clone());
+            primitives.chain(blocks).chain((0..7).map(|i| format!("b{i}"))).collect()
+        });
+        let name = NAMES[self.u.choose_index(NAMES.len())?].as_str();
         let mut args = Vec::new();
         for _ in 0..self.u.int_in_range(0..=3)? {
             let key = self.pick(&[
