@@ -564,12 +564,15 @@ impl Network {
     /// bench --mode train` on resnet-20, wrn-16-4 and densenet-bc-100-12 (README, "Memory"):
     /// it is 1–16 % above those measurements.
     pub fn training_memory(&self, batch: u64) -> u64 {
+        let (per_image, fixed) = self.training_memory_terms();
+        per_image.saturating_mul(batch).saturating_add(fixed)
+    }
+
+    /// [`Network::training_memory`]'s two terms, bytes per image and fixed bytes: the estimate
+    /// is `per_image × batch + fixed`.
+    pub fn training_memory_terms(&self) -> (u64, u64) {
         let outputs: u64 = self.summary_rows().iter().map(|r| r.output.numel()).sum::<u64>() + self.input.numel();
-        let per_image = outputs.saturating_mul(4) / 3 * 2;
-        per_image
-            .saturating_mul(batch)
-            .saturating_add(self.trainable_params.saturating_mul(16))
-            .saturating_add(32 << 20)
+        (outputs.saturating_mul(4) / 3 * 2, self.trainable_params.saturating_mul(16).saturating_add(32 << 20))
     }
 
     /// The summary as JSON: `{"network", "input", "params", "macs", "layers": [...]}`.

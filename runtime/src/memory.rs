@@ -58,11 +58,12 @@ pub fn human(bytes: u64) -> String {
 /// GPU runs are not checked (device memory is not known before the device opens).
 pub fn check_training(network: &Network, batch: usize, cpu: bool) -> Result<(), String> {
     let Some(available) = available().filter(|_| cpu) else { return Ok(()) };
-    let need = network.training_memory(batch as u64);
+    let (per_image, fixed) = network.training_memory_terms();
+    let need = per_image.saturating_mul(batch as u64).saturating_add(fixed);
     if need <= available {
         return Ok(());
     }
-    let fits = (1..=batch as u64).rev().find(|&b| network.training_memory(b) <= available);
+    let fits = available.checked_sub(fixed).map(|room| room / per_image.max(1)).filter(|&b| b >= 1);
     Err(format!(
         "training {} at batch {batch} needs about {} of memory, and this machine has {} available: {} (or pass --no-memory-check to try anyway)",
         network.name,
