@@ -21,6 +21,7 @@
 pub mod bench;
 pub mod data;
 pub mod device;
+pub mod epochs;
 pub mod export;
 pub mod fused;
 #[doc(hidden)]

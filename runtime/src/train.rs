@@ -5,7 +5,8 @@
 //! scheduler that follows the recipe ([`RecipeLr`], saved in checkpoints). What resnetc adds
 //! through burn-train's extension points:
 //!
-//! - **data**: Burn's `DataLoader` over image indices, shuffled by Burn; the batcher augments
+//! - **data**: an [`EpochLoader`] over image indices, epoch e shuffled from (seed, e) alone so
+//!   that a resumed run repeats an uninterrupted one bit for bit; the batcher augments
 //!   ([`Augment`]) with a generator seeded from the run seed and the batch's own indices, so a
 //!   batch's augmentation does not depend on which worker thread builds it;
 //! - **validation and test in one pass**: burn-train has one validation loader, so it yields
@@ -23,14 +24,14 @@
 
 use crate::data::{self, Augment, Dataset, Split};
 use crate::device::{Kind, Selection};
+use crate::epochs::EpochLoader;
 use crate::model::DynNet;
 use crate::precision::Precision;
 use crate::recipe::Recipe;
 use crate::report::{self, Row, Summary};
 use crate::transform::Geometry;
+use burn::data::dataloader::DataLoader;
 use burn::data::dataloader::batcher::Batcher;
-use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
-use burn::data::dataset::InMemDataset;
 use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::lr_scheduler::{LrScheduler, LrSchedulerRecord};
@@ -924,29 +925,35 @@ pub fn train(network: &Network, dataset: &Dataset, options: &TrainOptions) -> Re
         }
         let train_split = Arc::new(dataset.train.clone());
         let test_split = Arc::new(dataset.test.clone());
-        // Burn reshuffles every epoch from its seed; a resumed run starts a fresh sequence
-        // (so a resumed run's metrics differ from an uninterrupted one's: scripts/faults.py).
-        let shuffle_seed = options.seed.wrapping_add(start.unwrap_or(0) as u64);
         let interrupter = Interrupter::new();
         let errors = ImageErrors { shared: shared.clone(), interrupter: interrupter.clone() };
-        let train_loader: Arc<dyn DataLoader<Batch>> = DataLoaderBuilder::new(TrainBatcher {
-            split: train_split.clone(),
-            augment: augment.clone(),
-            seed: options.seed,
-            errors: errors.clone(),
-        })
-        .batch_size(device_batch)
-        .shuffle(shuffle_seed)
-        .num_workers(options.workers)
-        .build(InMemDataset::new(train_items(&train_idx, replicas, options.seed)));
+        // Epoch e's order (and the device generator's stream) depends on (seed, e) only, so a
+        // resumed run trains on the batches an uninterrupted one would (`epochs`).
+        let train_loader: Arc<dyn DataLoader<Batch>> = Arc::new(
+            EpochLoader::new(
+                train_items(&train_idx, replicas, options.seed),
+                TrainBatcher {
+                    split: train_split.clone(),
+                    augment: augment.clone(),
+                    seed: options.seed,
+                    errors: errors.clone(),
+                },
+                device_batch,
+                options.workers,
+                &main_device,
+            )
+            .shuffled(options.seed, start.unwrap_or(0) as u64 + 1),
+        );
         let mut eval_items = chunks(Part::Val, &val_idx, recipe.batch_size);
         let test_idx: Vec<usize> = (0..dataset.test.len()).collect();
         eval_items.extend(chunks(Part::Test, &test_idx, recipe.batch_size));
-        let eval_loader: Arc<dyn DataLoader<Batch>> =
-            DataLoaderBuilder::new(EvalBatcher { train: train_split, test: test_split, augment, errors })
-                .batch_size(1)
-                .num_workers(options.workers)
-                .build(InMemDataset::new(eval_items));
+        let eval_loader: Arc<dyn DataLoader<Batch>> = Arc::new(EpochLoader::new(
+            eval_items,
+            EvalBatcher { train: train_split, test: test_split, augment, errors },
+            1,
+            options.workers,
+            &main_device,
+        ));
 
         let optimizer = sgd(recipe).init();
         main_device.seed(options.seed);
