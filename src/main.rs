@@ -2,6 +2,7 @@
 //! (with the default `train` feature).
 
 use clap::{Parser, Subcommand, ValueEnum};
+use resnetc::draw;
 use resnetc_compiler::diag::{Diagnostic, codes};
 use resnetc_compiler::{Compilation, Override};
 use std::io::IsTerminal;
@@ -55,6 +56,21 @@ enum Command {
         #[arg(long, default_value_t = 128)]
         batch_size: u64,
     },
+    /// Draw the network: an SVG diagram, or an HTML page whose stages and blocks open on click.
+    Draw {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Write here (`.svg` or `.html`, by extension); SVG to stdout without it.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Which containers are drawn open: none (stages and blocks as one box each), stages
+        /// (stages opened into blocks), all (every layer).
+        #[arg(long, value_enum, default_value = "none")]
+        expand: ExpandArg,
+        /// Which way data flows.
+        #[arg(long, value_enum, default_value = "down")]
+        direction: DirectionArg,
+    },
     /// Train a spec on CIFAR-10/100 (binary or image folders, a folder or .tar/.tar.gz).
     #[cfg(feature = "train")]
     Train(Box<train::TrainArgs>),
@@ -80,6 +96,19 @@ enum Emit {
     Ast,
     Ir,
     Rust,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExpandArg {
+    None,
+    Stages,
+    All,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DirectionArg {
+    Down,
+    Right,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -194,6 +223,34 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
                 }
             }
             Ok(())
+        }
+        Command::Draw { spec, output, expand, direction } => {
+            let (c, id) = load(&spec)?;
+            let net = c.check(id, &spec.overrides).map_err(|d| fail(&c, &d))?;
+            let options = draw::Options {
+                expand: match expand {
+                    ExpandArg::None => draw::Expand::None,
+                    ExpandArg::Stages => draw::Expand::Stages,
+                    ExpandArg::All => draw::Expand::All,
+                },
+                direction: match direction {
+                    DirectionArg::Down => draw::Direction::Down,
+                    DirectionArg::Right => draw::Direction::Right,
+                },
+            };
+            let html = match output.as_ref().and_then(|p| p.extension()).and_then(|e| e.to_str()) {
+                None | Some("svg") => false,
+                Some("html" | "htm") => true,
+                Some(other) => {
+                    eprintln!(
+                        "error: -o {}: draw writes .svg or .html, not .{other}",
+                        output.as_ref().unwrap().display()
+                    );
+                    return Err(ExitCode::from(2));
+                }
+            };
+            let text = if html { draw::html(&net, &options) } else { draw::svg(&net, &options) };
+            write_out(&output, &text)
         }
         #[cfg(feature = "train")]
         Command::Train(args) => train::train(*args),
