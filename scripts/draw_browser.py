@@ -100,6 +100,12 @@ def boxes(nodes, open_names=()):
     return n
 
 
+def report(spec, checks):
+    for name, got, want in checks:
+        ok = got == want
+        print(f"{'ok  ' if ok else 'FAIL'} {spec}: {name}: {got}" + ("" if ok else f" (expected {want})"))
+
+
 def visible_boxes(d):
     return d.js("return document.querySelectorAll('section.view:not([hidden]) g.node').length")
 
@@ -144,7 +150,13 @@ def main():
             checks.append(("open view", d.js("return document.querySelector('section.view:not([hidden])').dataset.view"), stage))
             d.screenshot(os.path.join(shots, f"{stem}-{stage}.png"))
 
-            block_el = d.find(f"section.view:not([hidden]) g.node.block[data-name^='{stage}.']")[0]
+            found = d.find(f"section.view:not([hidden]) g.node.block[data-name^='{stage}.']")
+            checks.append((f"{stage}'s blocks shown", len(found) > 0, True))
+            if not found:
+                report(spec, checks)
+                failures += sum(got != want for _, got, want in checks)
+                continue
+            block_el = found[0]
             block = d.js("return arguments[0].dataset.name", {"element-6066-11e4-a52e-4f735466cecf": block_el})
             d.hover(block_el)
             checks.append(("hover names the box", d.js("return document.getElementById('info').textContent.split(' · ')[0]"), block))
@@ -159,10 +171,8 @@ def main():
             d.click(d.find("section.view:not([hidden]) g.frame text")[0])
             checks.append(("clicking the frame closes the stage",
                            d.js("return document.querySelector('section.view:not([hidden])').dataset.view"), ""))
-            for name, got, want in checks:
-                ok = got == want
-                failures += not ok
-                print(f"{'ok  ' if ok else 'FAIL'} {spec}: {name}: {got}" + ("" if ok else f" (expected {want})"))
+            report(spec, checks)
+            failures += sum(got != want for _, got, want in checks)
         d.quit()
     finally:
         driver_proc.terminate()

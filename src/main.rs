@@ -250,6 +250,10 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
                 }
             };
             let text = if html { draw::html(&net, &options) } else { draw::svg(&net, &options) };
+            let text = text.map_err(|e| {
+                eprintln!("error: cannot draw {}: {e}", spec.spec.display());
+                ExitCode::from(1)
+            })?;
             write_out(&output, &text)
         }
         #[cfg(feature = "train")]

@@ -31,7 +31,7 @@ fn snapshots() {
         ("specs/ablations/exclusive-gating.net", Expand::Stages, Direction::Down),
     ] {
         let net = common::check(path, &[]);
-        let svg = draw::svg(&net, &Options { expand, direction });
+        let svg = draw::svg(&net, &Options { expand, direction }).unwrap();
         let name = format!("{}.{expand:?}.svg", common::snapshot_name(path)).to_lowercase();
         insta::with_settings!({ input_file => common::root().join(path), prepend_module_to_snapshot => false }, {
             insta::assert_snapshot!(name, svg);
@@ -70,20 +70,22 @@ fn every_shipped_spec_draws_one_box_per_layer_and_is_deterministic() {
             (Expand::Stages, closed_count(&net.body, true)),
             (Expand::None, closed_count(&net.body, false)),
         ] {
-            let svg = draw::svg(&net, &options(expand));
+            let svg = draw::svg(&net, &options(expand)).unwrap();
             // Plus the input and the output.
             assert_eq!(boxes(&svg), expected + 2, "{path} {expand:?}");
-            assert_eq!(svg, draw::svg(&net, &options(expand)), "{path} {expand:?}: not deterministic");
+            assert_eq!(svg, draw::svg(&net, &options(expand)).unwrap(), "{path} {expand:?}: not deterministic");
             assert!(svg.starts_with("<?xml") && svg.ends_with("</svg>\n"), "{path}");
             assert!(!svg.contains("NaN") && !svg.contains("inf"), "{path}: a coordinate is not finite");
         }
+        let page = draw::html(&net, &options(Expand::None)).unwrap();
+        assert!(page.ends_with("</html>\n"), "{path}");
     }
 }
 
 #[test]
 fn layer_names_and_shapes_are_the_summarys() {
     let net = common::check("specs/resnet-20.net", &[]);
-    let svg = draw::svg(&net, &options(Expand::All));
+    let svg = draw::svg(&net, &options(Expand::All)).unwrap();
     for row in net.summary_rows() {
         let attr = format!(
             "data-name=\"{}\" data-kind=\"{}\" data-out=\"{}\" data-params=\"{}\" data-macs=\"{}\"",
@@ -107,7 +109,7 @@ fn a_merge_is_one_node_labelled_with_its_expression() {
         "specs/ablations/exclusive-gating.net",
         &[("depth", 8)].map(|(k, v)| resnetc_compiler::Override::parse(&format!("{k}={v}")).unwrap()),
     );
-    let svg = draw::svg(&net, &options(Expand::All));
+    let svg = draw::svg(&net, &options(Expand::All)).unwrap();
     assert_eq!(svg.matches("g * f + (1 - g) * h</text>").count(), 3, "one per unit");
     // The arms' edges are named.
     for arm in ["f", "g", "h"] {
@@ -118,7 +120,7 @@ fn a_merge_is_one_node_labelled_with_its_expression() {
 #[test]
 fn the_page_opens_every_closed_stage_in_place_and_every_block_in_the_panel() {
     let net = common::check("specs/resnet-20.net", &[]);
-    let page = draw::html(&net, &options(Expand::None));
+    let page = draw::html(&net, &options(Expand::None)).unwrap();
     assert!(page.starts_with("<!DOCTYPE html>"));
     // The overview, and one view per stage with that stage open.
     assert_eq!(page.matches("<section class=\"view\"").count(), 4);
@@ -131,14 +133,14 @@ fn the_page_opens_every_closed_stage_in_place_and_every_block_in_the_panel() {
     }
     // Self-contained: no fetched scripts, styles or fonts.
     assert!(!page.contains("src=\"http") && !page.contains("href=\"http") && !page.contains("@import"));
-    assert_eq!(page, draw::html(&net, &options(Expand::None)));
+    assert_eq!(page, draw::html(&net, &options(Expand::None)).unwrap());
 }
 
 #[test]
 fn right_runs_left_to_right() {
     let net = common::check("specs/resnet-20.net", &[]);
-    let down = draw::svg(&net, &Options { expand: Expand::None, direction: Direction::Down });
-    let right = draw::svg(&net, &Options { expand: Expand::None, direction: Direction::Right });
+    let down = draw::svg(&net, &Options { expand: Expand::None, direction: Direction::Down }).unwrap();
+    let right = draw::svg(&net, &Options { expand: Expand::None, direction: Direction::Right }).unwrap();
     let size = |svg: &str| {
         let tag = &svg[svg.find("<svg").unwrap()..];
         let num = |attr: &str| -> f64 {
@@ -176,4 +178,27 @@ fn the_cli_writes_svg_or_html_and_draws_nothing_for_a_spec_that_does_not_check()
     assert!(stderr.contains("bad.net:3:"), "{stderr}");
     assert!(!out.exists(), "a spec that does not check drew something");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_readme_pictures_are_what_draw_draws_now() {
+    // Regenerate with the commands in README.md, "Seeing a network".
+    for (path, expand, picture) in [
+        ("specs/resnet-20.net", Expand::All, "docs/draw/resnet-20.svg"),
+        ("specs/densenet-bc-100-12.net", Expand::None, "docs/draw/densenet-bc-100-12.svg"),
+    ] {
+        let net = common::check(path, &[]);
+        let now = draw::svg(&net, &options(expand)).unwrap();
+        let committed = std::fs::read_to_string(common::root().join(picture)).unwrap();
+        assert!(
+            now == committed,
+            "{picture} is out of date: cargo run -- draw {path} --expand {expand:?} -o {picture}"
+        );
+    }
+    let net = common::check("specs/resnet-20.net", &[]);
+    let page = draw::html(&net, &options(Expand::None)).unwrap();
+    assert!(
+        page == std::fs::read_to_string(common::root().join("docs/draw/resnet-20.html")).unwrap(),
+        "docs/draw/resnet-20.html is out of date"
+    );
 }

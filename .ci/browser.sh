@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# `resnetc draw`'s HTML pages in headless Chromium (called by .ci/run; runnable alone):
+# scripts/draw_browser.py counts the boxes, clicks a stage open, a block into the side panel.
+# Installs Debian's chromium and chromium-driver when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+cargo build --locked --bin resnetc
+python3 scripts/draw_browser.py --resnetc target/debug/resnetc
