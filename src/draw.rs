@@ -234,6 +234,9 @@ struct Edge {
     label: String,
     /// A shortcut or another arm beside the main path.
     side: bool,
+    /// An identity arm: drawn beside the boxes between its ends rather than laid out (a
+    /// laid-out identity pulls every residual unit sideways, and deep networks drift).
+    beside: bool,
 }
 
 /// The network as nodes and edges, before layout.
@@ -320,7 +323,7 @@ impl Graph {
 
     fn edge(&mut self, from: usize, to: usize, side: bool) {
         let label = self.shape_label(from).unwrap_or_default();
-        self.edges.push(Edge { from, to, label, side });
+        self.edges.push(Edge { from, to, label, side, beside: false });
     }
 
     fn node_item(&mut self, node: &Node, class: Class, lines: Vec<String>, kind: &str, closed: bool) -> usize {
@@ -397,6 +400,7 @@ impl Graph {
                 self.items[op].input = self.items[ends[main]].output;
                 for (i, end) in ends.into_iter().enumerate() {
                     self.edge(end, op, i != main);
+                    self.edges.last_mut().unwrap().beside = i != main && arms[i].is_empty();
                 }
                 op
             }
@@ -408,7 +412,14 @@ impl Graph {
                 self.items[op].input = self.items[ends[main]].output;
                 for (i, end) in ends.into_iter().enumerate() {
                     let shape = self.shape_label(end).map(|s| format!(" {s}")).unwrap_or_default();
-                    self.edges.push(Edge { from: end, to: op, label: format!("{}{shape}", names[i]), side: i != main });
+                    let beside = i != main && arms[i].1.is_empty();
+                    self.edges.push(Edge {
+                        from: end,
+                        to: op,
+                        label: format!("{}{shape}", names[i]),
+                        side: i != main,
+                        beside,
+                    });
                 }
                 op
             }
@@ -416,9 +427,10 @@ impl Graph {
     }
 
     /// Positions from layout-rs, then the drawing. layout-rs asserts its own invariants and
-    /// some graphs trip them (its edge straightener finds two boxes of a rank overlapping, for
-    /// Res2Net's open blocks): such a layout is tried again without its rank and crossing
-    /// optimisations, and only if that fails too is it an error.
+    /// some graphs tripped them (its edge straightener found two boxes of a rank overlapping,
+    /// for Res2Net drawn open, until box sizes were whole even pixels: [`item_size`]); should
+    /// one still fail, the layout is tried again without its rank and crossing optimisations,
+    /// and only if that fails too is it an error.
     fn layout(&self, direction: Direction) -> Result<Drawing, DrawError> {
         let recorder = self.place(direction, true).or_else(|| self.place(direction, false)).ok_or_else(|| {
             DrawError(format!("the layout library (layout-rs) failed on this graph of {} nodes", self.items.len()))
@@ -458,7 +470,7 @@ impl Graph {
                 ))
             })
             .collect();
-        for (i, edge) in self.edges.iter().enumerate() {
+        for (i, edge) in self.edges.iter().enumerate().filter(|(_, e)| !e.beside) {
             let mut look = StyleAttr::simple();
             look.font_size = LABEL_FONT;
             let arrow = Arrow::with_properties(
@@ -526,6 +538,12 @@ fn main_arm<'a>(arms: impl Iterator<Item = &'a [Node]>) -> usize {
 }
 
 fn item_size(item: &Item) -> (f64, f64) {
+    let (w, h) = item_size_exact(item);
+    // Whole even pixels: layout-rs's placer compares sums of sizes, and fractions tripped it.
+    ((w / 2.0).ceil() * 2.0, (h / 2.0).ceil() * 2.0)
+}
+
+fn item_size_exact(item: &Item) -> (f64, f64) {
     let chars = item.lines.iter().map(|l| l.chars().count()).max().unwrap_or(1) as f64;
     let w = chars * CHAR * FONT + 16.0;
     let h = item.lines.len() as f64 * FONT * 1.3 + 10.0;
@@ -681,6 +699,66 @@ impl RenderBackend for Recorder {
     }
 }
 
+/// The identity arms' paths (edge index, points, label): out of the source's side (right when
+/// flowing down, bottom when flowing right), past every box drawn between its ends, into the
+/// target's side. Points: start, then per corner a line end, a control point and a curve end,
+/// then the end.
+#[allow(clippy::type_complexity)]
+fn beside_paths(
+    graph: &Graph,
+    boxes: &[(usize, Point, Point)],
+    direction: Direction,
+) -> Vec<(usize, Vec<Point>, Option<(Point, String)>)> {
+    let mut at: Vec<Option<(Point, Point)>> = vec![None; graph.items.len()];
+    for (i, xy, size) in boxes {
+        at[*i] = Some((*xy, *size));
+    }
+    const GAP: f64 = 18.0;
+    const R: f64 = 8.0;
+    let mut out = Vec::new();
+    for (i, edge) in graph.edges.iter().enumerate().filter(|(_, e)| e.beside) {
+        let (Some((a, asz)), Some((b, bsz))) = (at[edge.from], at[edge.to]) else { continue };
+        let between = at[edge.from + 1..edge.to].iter().flatten();
+        let label = (!edge.label.is_empty()).then(|| edge.label.clone());
+        let (points, label_at) = match direction {
+            Direction::Down => {
+                let (sx, sy) = (a.x + asz.x, a.y + asz.y / 2.0);
+                let (tx, ty) = (b.x + bsz.x, b.y + bsz.y / 2.0);
+                let x = between.fold(sx.max(tx), |m, (p, sz)| m.max(p.x + sz.x)) + GAP;
+                let points = vec![
+                    Point::new(sx, sy),
+                    Point::new(x - R, sy),
+                    Point::new(x, sy),
+                    Point::new(x, sy + R),
+                    Point::new(x, ty - R),
+                    Point::new(x, ty),
+                    Point::new(x - R, ty),
+                    Point::new(tx, ty),
+                ];
+                (points, Point::new(x + 4.0, (sy + ty) / 2.0))
+            }
+            Direction::Right => {
+                let (sx, sy) = (a.x + asz.x / 2.0, a.y + asz.y);
+                let (tx, ty) = (b.x + bsz.x / 2.0, b.y + bsz.y);
+                let y = between.fold(sy.max(ty), |m, (p, sz)| m.max(p.y + sz.y)) + GAP;
+                let points = vec![
+                    Point::new(sx, sy),
+                    Point::new(sx, y - R),
+                    Point::new(sx, y),
+                    Point::new(sx + R, y),
+                    Point::new(tx - R, y),
+                    Point::new(tx, y),
+                    Point::new(tx, y - R),
+                    Point::new(tx, ty),
+                ];
+                (points, Point::new((sx + tx) / 2.0, y + 10.0))
+            }
+        };
+        out.push((i, points, label.map(|l| (label_at, l))));
+    }
+    out
+}
+
 /// A laid-out graph, ready to write.
 struct Drawing {
     body: String,
@@ -718,6 +796,15 @@ impl Drawing {
             for (a, b) in path {
                 grow(*a);
                 grow(*b);
+            }
+        }
+        let beside = beside_paths(graph, &rec.boxes, direction);
+        for (_, points, label) in &beside {
+            for p in points {
+                grow(*p);
+            }
+            if let Some((p, text)) = label {
+                grow(Point::new(p.x + text.chars().count() as f64 * CHAR * LABEL_FONT as f64 + 6.0, p.y + 8.0));
             }
         }
         for (xy, text) in &rec.labels {
@@ -772,6 +859,27 @@ impl Drawing {
                 write!(d, " S{} {} {} {}", c.0, c.1, p.0, p.1).unwrap();
             }
             writeln!(body, "<path class=\"edge{}\" d=\"{d}\"/>", if edge.side { " side" } else { "" }).unwrap();
+        }
+        for (i, points, label) in &beside {
+            let mut d = String::new();
+            for (k, p) in points.iter().enumerate() {
+                let (x, y) = at(*p);
+                // Corners (the odd points) are the control points of quadratic curves.
+                let command = match k {
+                    0 => "M",
+                    k if k % 3 == 2 => "Q",
+                    k if k % 3 == 0 => " ",
+                    _ => "L",
+                };
+                write!(d, "{command}{x} {y} ").unwrap();
+            }
+            let class = if graph.edges[*i].side { "edge side" } else { "edge" };
+            writeln!(body, "<path class=\"{class}\" d=\"{}\"/>", d.trim_end()).unwrap();
+            if let Some((p, text)) = label {
+                let (x, y) = at(*p);
+                writeln!(body, "<text class=\"shape\" x=\"{x}\" y=\"{y}\" text-anchor=\"start\">{}</text>", esc(text))
+                    .unwrap();
+            }
         }
         for (xy, text) in &rec.labels {
             let (x, y) = match direction {
