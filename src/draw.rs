@@ -145,11 +145,8 @@ enum Opened {
 
 impl Opened {
     fn open(&self, node: &Node) -> bool {
-        let by_level = |level: &Expand| match (&node.kind, level) {
-            (_, Expand::All) => true,
-            (NodeKind::Stage { .. }, Expand::Stages) => true,
-            _ => false,
-        };
+        let by_level =
+            |level: &Expand| matches!((&node.kind, level), (_, Expand::All) | (NodeKind::Stage { .. }, Expand::Stages));
         match self {
             Opened::Level(level) => by_level(level),
             Opened::Also(level, name) => {
