@@ -10,5 +10,8 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
-cargo build --locked --bin resnetc
-python3 scripts/draw_browser.py --resnetc target/debug/resnetc
+# The compile-only CLI (no Burn) in its own target folder: features differ from the test build's,
+# and sharing target/ would rebuild Burn.
+export CARGO_TARGET_DIR=target/draw-browser
+cargo build --locked --no-default-features --bin resnetc
+python3 scripts/draw_browser.py --resnetc target/draw-browser/debug/resnetc
