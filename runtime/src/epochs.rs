@@ -177,7 +177,7 @@ where
                 let (order, batcher, device) = (order.clone(), batcher.clone(), device.clone());
                 std::thread::spawn(move || {
                     for b in (w..batches).step_by(threads) {
-                        let items = order[b * batch_size..((b + 1) * batch_size).min(order.len())].to_vec();
+                        let items = batch_items(&order, b, batch_size);
                         // The receiver is gone when the epoch was abandoned (an interrupted run).
                         if send.send(batcher.batch(items, &device)).is_err() {
                             break;
@@ -189,6 +189,11 @@ where
             .collect();
         EpochIter { order, batcher, batch_size, device: device.clone(), workers, batches, next: 0 }
     }
+}
+
+/// The items of batch `b` (the last batch holds the remainder).
+fn batch_items<I: Clone>(order: &[I], b: usize, batch_size: usize) -> Vec<I> {
+    order[b * batch_size..((b + 1) * batch_size).min(order.len())].to_vec()
 }
 
 impl<I, O> Iterator for EpochIter<I, O>
@@ -205,7 +210,7 @@ where
         let b = self.next;
         self.next += 1;
         let batch = if self.workers.is_empty() {
-            let items = self.order[b * self.batch_size..((b + 1) * self.batch_size).min(self.order.len())].to_vec();
+            let items = batch_items(&self.order, b, self.batch_size);
             self.batcher.batch(items, &self.device)
         } else {
             match self.workers[b % self.workers.len()].recv() {
