@@ -105,12 +105,7 @@ where
 
 /// A generator seed for one epoch and one purpose (splitmix64 steps over the three).
 fn epoch_seed(seed: u64, epoch: u64, purpose: u64) -> u64 {
-    let mix = |mut z: u64| {
-        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
+    let mix = |z: u64| data::mix64(z.wrapping_add(data::GOLDEN_GAMMA));
     mix(mix(mix(seed) ^ epoch) ^ purpose)
 }
 

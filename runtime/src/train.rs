@@ -123,12 +123,8 @@ struct TrainBatcher {
 
 /// A generator seed from the run seed and a batch's indices (splitmix64 steps).
 fn batch_seed(seed: u64, indices: &[u32]) -> u64 {
-    let mix = |mut z: u64| {
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
-    indices.iter().fold(mix(seed), |h, &i| mix(h ^ u64::from(i).wrapping_add(0x9e37_79b9_7f4a_7c15)))
+    use data::{GOLDEN_GAMMA, mix64};
+    indices.iter().fold(mix64(seed), |h, &i| mix64(h ^ u64::from(i).wrapping_add(GOLDEN_GAMMA)))
 }
 
 impl Batcher<u32, Batch> for TrainBatcher {
