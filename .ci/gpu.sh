@@ -18,7 +18,9 @@ lavapipe || { echo "error: Mesa's lavapipe driver is not installed" >&2; exit 1;
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 
 start=$(date +%s)
-cargo test --locked -p resnetc-runtime --features wgpu --test gpu -- --nocapture
+# The workspace's feature set plus wgpu (not `-p resnetc-runtime`, whose narrower features would
+# rebuild the compiler and more besides Burn's wgpu stack).
+cargo test --locked --workspace --features resnetc-runtime/wgpu --test gpu -- --nocapture
 echo "wgpu tests (build and run): $(( $(date +%s) - start )) s"
 
 start=$(date +%s)

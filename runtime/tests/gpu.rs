@@ -17,7 +17,7 @@ use resnetc_runtime::device::{self, Selection};
 use resnetc_runtime::model::DynNet;
 use resnetc_runtime::recipe::Recipe;
 use resnetc_runtime::report::read_csv;
-use resnetc_runtime::train::{Progress, TrainOptions, item_losses, train};
+use resnetc_runtime::train::{Progress, TrainOptions, evaluate, item_losses, train};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
@@ -357,14 +357,26 @@ fn a_small_network_trains_on_the_gpu() {
     println!("{}: {rows:?}\ncpu: {cpu_rows:?}", summary.adapter);
     let losses: Vec<f64> = rows.iter().map(|r| r.train_loss).collect();
     assert!(losses[3] < losses[0] * 0.9, "training loss {losses:?}");
-    // The same run on the CPU: the GPU's curve and test scores follow it (float differences
-    // grow over the steps, so the bound is loose; a running-statistics bug is far outside it).
-    // The test loss of 16 images from a net this overfit (test loss 5 at 31 % accuracy) moves
-    // most: 6.5 % apart at epoch 4 in one run on lavapipe, with training losses 0.03 % apart.
-    for (g, c) in rows.iter().zip(&cpu_rows) {
-        assert!((g.train_loss - c.train_loss).abs() < 0.01 * c.train_loss, "epoch {}: {g:?} vs {c:?}", g.epoch);
-        assert!((g.test_loss - c.test_loss).abs() < 0.1 * c.test_loss.max(0.1), "epoch {}: {g:?} vs {c:?}", g.epoch);
-    }
+    // The first epoch on the CPU, from the same weights over the same batches: eight steps in,
+    // the two runs differ by rounding only (measured on lavapipe: training loss 2e-7 apart, test
+    // loss 1e-4). A running-statistics bug shows in the test loss (eval mode), far outside.
+    // Later epochs are not compared: rounding differences grow with every step of a net this
+    // small and overfit (1 % apart in the training loss after 32 steps, 5 % in the test loss,
+    // depending on the batch order).
+    let (g, c) = (&rows[0], &cpu_rows[0]);
+    assert!(common::relative(g.train_loss, c.train_loss) < 1e-4, "epoch 1: {g:?} vs {c:?}");
+    assert!(common::relative(g.test_loss, c.test_loss) < 1e-2, "epoch 1: {g:?} vs {c:?}");
+    // What the GPU's last epoch scored is what its checkpoint scores on the CPU: the running
+    // statistics the GPU accumulated over all 32 steps are the ones written, and its eval pass
+    // computes what flex's does.
+    let trained = DynNet::new(&network, &cpu).load_file(dir.join("gpu").join("last.bpk"));
+    let augment = common::normalisation(&dir.join("gpu"));
+    let on_cpu = evaluate(&trained, &dataset.test, &augment, 10, &cpu).unwrap();
+    let last = rows.last().unwrap();
+    assert!(
+        common::relative(on_cpu.loss, last.test_loss) < 1e-4 && on_cpu.top1 == last.test_acc,
+        "the GPU's last checkpoint on the CPU: {on_cpu:?}, on the GPU: {last:?}"
+    );
 }
 
 /// ReLU's gradient at exactly 0 is 0 on both backends, as in PyTorch (a mask convention that
