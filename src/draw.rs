@@ -70,8 +70,8 @@ pub fn svg(net: &Network, options: &Options) -> Result<String, DrawError> {
 pub fn html(net: &Network, options: &Options) -> Result<String, DrawError> {
     let base = Opened::Level(options.expand);
     let graph = Graph::of_network(net, &base);
-    // A deep network's blocks are mostly alike (ResNet-1202: 600 blocks, 4 distinct graphs):
-    // each distinct graph is laid out once.
+    // A deep network's blocks are mostly alike (in a stage of ResNet-1202, all 200 but the
+    // first differ only in their names): each distinct graph is laid out once.
     let mut layouts = Layouts::new();
     let mut views = vec![(String::new(), graph.layout(options.direction, &mut layouts)?)];
     // One view per container the base view shows closed, opened in place.
@@ -431,6 +431,7 @@ impl Graph {
     /// for Res2Net drawn open, until box sizes were whole even pixels: [`item_size`]); should
     /// one still fail, the layout is tried again without its rank and crossing optimisations,
     /// and only if that fails too is it an error.
+    ///
     /// Graphs that give layout-rs the same input (`layouts`' keys, [`Graph::layout_key`]) reuse
     /// its positions.
     fn layout(&self, direction: Direction, layouts: &mut Layouts) -> Result<Drawing, DrawError> {
