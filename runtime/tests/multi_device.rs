@@ -22,15 +22,6 @@ use std::path::Path;
 
 mod common;
 
-/// Training and the replay seed the device's one random generator and then draw the initial
-/// weights from it: a test running beside them, drawing its own, would change theirs. One test
-/// at a time.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// No batch norm: a device's gradient does not depend on which other images share its batch.
 const PLAIN: &str = "network plain(classes = 10) {
     input 3x32x32
@@ -80,7 +71,7 @@ fn gradients(model: &DynNet, images: Tensor<4>, targets: Tensor<1, Int>) -> Grad
 
 #[test]
 fn two_replicas_sum_to_the_gradient_of_the_global_batch() {
-    let _serial = serial();
+    let _serial = common::serial();
     let dir = common::temp("multi-grad");
     let dataset = data::load(&common::cifar10(&dir, 4, 4), [3, 32, 32]).unwrap();
     let network = common::network_from("plain.net", PLAIN);
@@ -143,7 +134,7 @@ fn max_diff(a: &[f32], b: &[f32]) -> f64 {
 
 #[test]
 fn the_first_batch_norm_moves_by_the_average_of_the_replicas_updates() {
-    let _serial = serial();
+    let _serial = common::serial();
     // Every training image a copy of the first: each replica's batch has the same statistics,
     // so one step moves the running mean by `m · mean` exactly once; a second fold per step
     // (the replicas' updates applied one after the other) would show as 0.9^(2·steps).
@@ -230,7 +221,7 @@ fn replay(network: &resnetc_compiler::Network, dataset: &Dataset, options: &Trai
 
 #[test]
 fn a_two_device_run_equals_its_replay_and_repeats_bit_for_bit() {
-    let _serial = serial();
+    let _serial = common::serial();
     let dir = common::temp("multi-run");
     let dataset = data::load(&common::cifar10(&dir, 8, 10), [3, 32, 32]).unwrap();
     let network = common::network_from("stats.net", common::STATS);
@@ -268,7 +259,7 @@ fn a_two_device_run_equals_its_replay_and_repeats_bit_for_bit() {
 
 #[test]
 fn a_batch_that_does_not_split_over_the_devices_is_refused() {
-    let _serial = serial();
+    let _serial = common::serial();
     let dir = common::temp("multi-odd");
     let dataset = data::load(&common::cifar10(&dir, 2, 2), [3, 32, 32]).unwrap();
     let network = common::network_from("stats.net", common::STATS);

@@ -76,6 +76,7 @@ fn identical(mut dataset: Dataset) -> Dataset {
 
 #[test]
 fn the_first_batch_norm_holds_the_moving_average_of_its_batch_statistics() {
+    let _serial = common::serial();
     // (data loader workers, batch size, the images identical): one batch of all 40 images per
     // epoch, or four of 10 identical images (so that every step's statistics are known).
     for (workers, batch, same) in [(0, 40, false), (2, 40, false), (1, 10, true), (2, 10, true)] {
@@ -139,6 +140,7 @@ fn plain_loop(network: &resnetc_compiler::Network, dataset: &Dataset, options: &
 
 #[test]
 fn every_batch_norm_after_training_equals_a_plain_loop_of_the_same_steps() {
+    let _serial = common::serial();
     let dir = common::temp("stats-loop");
     let dataset = data::load(&common::cifar10(&dir, 8, 10), [3, 32, 32]).unwrap();
     let network = common::network_from("stats.net", common::STATS);
@@ -191,6 +193,7 @@ fn accuracies(
 
 #[test]
 fn eval_mode_scores_as_well_as_batch_statistics() {
+    let _serial = common::serial();
     let dir = common::temp("stats-accuracy");
     let dataset = data::load(&common::cifar10(&dir, 200, 400), [3, 32, 32]).unwrap();
     let network = common::network_from("stats.net", common::STATS);

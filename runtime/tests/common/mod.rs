@@ -139,3 +139,12 @@ pub fn ema_of_equal_batches(values: &[f64], per_batch: usize, steps: i32) -> (f6
 pub fn values<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
     t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
 }
+
+/// Training and a replay of it seed the CPU device's one random generator (at the start, and
+/// the loader at every epoch) and draw initial weights and masks from it: a test running beside
+/// them, seeding or drawing its own, would change theirs. Such tests hold this, one at a time.
+#[allow(dead_code)]
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
